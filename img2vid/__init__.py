@@ -1,0 +1,21 @@
+"""img2vid: "Your Image is My Video" (Casarin et al., CVPR 2024) for any PyTorch training loop.
+
+Images become clips by repeating one affine motion (:class:`ImageToVideo`); a 2D CNN becomes a video
+network by temporal fusion (:func:`temporalize`); :func:`wrap` does both in one call; and the motion
+itself is found by differentiable search (:func:`searchable_stem`, :func:`derive_genotype`).
+"""
+
+from . import functional
+from .genotype import Genotype
+from .ops import OPS
+from .video import ImageToVideo
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "OPS",
+    "Genotype",
+    "ImageToVideo",
+    "__version__",
+    "functional",
+]

@@ -1,0 +1,290 @@
+"""Stateless tensor functions: compose a genotype's motion, raise it to each frame's power, warp once.
+
+Convention:
+    Matrices are ``3 x 3`` in pixel coordinates: ``x`` right, ``y`` down, origin at the centre of the
+    top-left pixel. A matrix ``M`` moves the content at ``(x, y)`` to ``M @ (x, y, 1)``, so the warped
+    image is ``out(p) = in(M^-1 p)``, sampled at pixel centres exactly as torchvision's ``affine``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from kornia.geometry.conversions import normalize_pixel_coordinates
+from kornia.geometry.transform import warp_grid
+from kornia.utils import create_meshgrid
+from torch import Tensor
+from torchvision.transforms import InterpolationMode
+
+from .fusion.tsm import temporal_shift
+from .genotype import Genotype, GenotypeLike, as_genotype
+from .ops import OPS
+
+__all__ = [
+    "compose",
+    "frame_powers",
+    "image_to_video",
+    "matrix_powers",
+    "temporal_shift",
+    "video_matrices",
+    "video_to_image",
+    "warp",
+]
+
+Frames = Literal["centered", "forward"]
+Interpolation = Union[str, InterpolationMode]
+_INTERPOLATIONS = {"bilinear": "bilinear", "nearest": "nearest"}
+_PADDINGS = ("zeros", "border", "reflection")
+
+
+def frame_powers(T: int, frames: Frames = "centered") -> list[int]:
+    """The power of the motion matrix that makes each frame.
+
+    ``"centered"``: ``-(T // 2), ..., T - 1 - T // 2``, so the middle frame is the image itself.
+    ``"forward"``: ``1, ..., T``, the paper's Eq. 7, ``V(t, x, y) = I(x, y - t δy)``.
+    """
+    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+        raise ValueError(f"expected an integer T >= 1, got {T!r}")
+    if frames == "centered":
+        return list(range(-(T // 2), T - T // 2))
+    if frames == "forward":
+        return list(range(1, T + 1))
+    raise ValueError(f"frames must be one of ['centered', 'forward'], got {frames!r}")
+
+
+def compose(
+    genotype: GenotypeLike,
+    height: int,
+    width: int,
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """The forward matrix of a genotype's affine steps, ``M = M_n ... M_2 M_1`` (step 1 acts first).
+
+    Pixel steps contribute nothing here. Magnitudes given as tensors keep their gradient.
+
+    Shape:
+        - Output: ``(3, 3)``.
+    """
+    genotype = as_genotype(genotype)
+    dtype = dtype or torch.get_default_dtype()
+    matrix = torch.eye(3, dtype=dtype, device=device)
+    for name, magnitude in genotype:
+        op = OPS[name]
+        if op.kind == "affine" and op.takes_magnitude:
+            step = op.matrix(magnitude, height, width).to(dtype=dtype, device=device)
+            matrix = step @ matrix
+    return matrix
+
+
+def matrix_powers(matrix: Tensor, powers: list[int]) -> Tensor:
+    """``M^p`` for each power; negative powers are powers of ``M^-1``.
+
+    Shape:
+        - matrix: ``(3, 3)``; output: ``(len(powers), 3, 3)``.
+    """
+    forward = matrix
+    backward = torch.linalg.inv(matrix) if any(p < 0 for p in powers) else matrix
+    # A handful of 3x3 products; the cost is nothing next to one warp.
+    return torch.stack([torch.linalg.matrix_power(forward if p >= 0 else backward, abs(p)) for p in powers])
+
+
+def video_matrices(
+    genotype: GenotypeLike,
+    T: int,
+    height: int,
+    width: int,
+    *,
+    frames: Frames = "centered",
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Forward matrices ``M^p`` of every frame. Shape: ``(T, 3, 3)``."""
+    return matrix_powers(compose(genotype, height, width, dtype=dtype, device=device), frame_powers(T, frames))
+
+
+def _sampling_grid(backward: Tensor, height: int, width: int) -> Tensor:
+    """Where each output pixel samples its input, for ``grid_sample(..., align_corners=True)``.
+
+    Shape:
+        - backward: ``(N, 3, 3)`` inverse matrices ``M^-1`` (output pixel -> input pixel);
+          output: ``(N, H, W, 2)``.
+    """
+    pixels = create_meshgrid(height, width, normalized_coordinates=False, device=backward.device,
+                             dtype=backward.dtype)  # (1, H, W, 2), (x, y) at pixel centres
+    source = warp_grid(pixels, backward)  # out(p) = in(M^-1 p)
+    # Pixel centres 0 and W - 1 map to -1 and +1: the align_corners=True convention.
+    return normalize_pixel_coordinates(source, height, width)
+
+
+def _sample(images: Tensor, grid: Tensor, interpolation: str, padding_mode: str) -> Tensor:
+    return F.grid_sample(images, grid, mode=interpolation, padding_mode=padding_mode, align_corners=True)
+
+
+def _check_options(interpolation: Interpolation, padding_mode: str) -> str:
+    if isinstance(interpolation, InterpolationMode):
+        interpolation = interpolation.value
+    if interpolation not in _INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATIONS)}, got {interpolation!r}")
+    if padding_mode not in _PADDINGS:
+        raise ValueError(f"padding_mode must be one of {list(_PADDINGS)}, got {padding_mode!r}")
+    return _INTERPOLATIONS[interpolation]
+
+
+def _check_image(x: Tensor, what: str = "image") -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"expected a tensor {what}, got {type(x).__name__}")
+    if x.ndim not in (3, 4):
+        raise ValueError(f"expected an {what} of shape (C, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
+    if x.shape[-1] == 0 or x.shape[-2] == 0:
+        raise ValueError(f"expected a non-empty {what}, got shape {tuple(x.shape)}")
+    if not (x.is_floating_point() or x.dtype in (torch.uint8, torch.bool, torch.int32, torch.int64)):
+        raise TypeError(f"expected a float, uint8, bool, int32 or int64 {what}, got {x.dtype}")
+
+
+def warp(
+    images: Tensor,
+    matrices: Tensor,
+    *,
+    interpolation: Interpolation = "bilinear",
+    padding_mode: str = "zeros",
+) -> Tensor:
+    """Warp each image by its forward matrix, once: ``out(p) = in(M^-1 p)``.
+
+    Shape:
+        - images: ``(N, C, H, W)`` float; matrices: ``(N, 3, 3)`` or ``(3, 3)``; output: ``(N, C, H, W)``.
+    """
+    mode = _check_options(interpolation, padding_mode)
+    if images.ndim != 4 or not images.is_floating_point():
+        raise ValueError(f"warp takes float images (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+    height, width = images.shape[-2:]
+    backward = torch.linalg.inv(matrices.to(images).expand(images.shape[0], 3, 3))
+    return _sample(images, _sampling_grid(backward, height, width), mode, padding_mode)
+
+
+def _apply_pixel_steps(x: Tensor, genotype: Genotype) -> Tensor:
+    for name, magnitude in genotype:
+        op = OPS[name]
+        if op.kind == "pixel":
+            x = op(x, magnitude)
+    return x
+
+
+def image_to_video(
+    x: Tensor,
+    genotype: GenotypeLike,
+    T: int = 5,
+    *,
+    frames: Frames = "centered",
+    interpolation: Interpolation = "bilinear",
+    padding_mode: str = "zeros",
+    pixel_ops: bool = True,
+) -> Tensor:
+    """Turn images into clips: frame ``t`` is the image warped by ``M^p(t)`` (the paper's Eq. 7).
+
+    ``M`` is the composed forward matrix of the genotype's affine steps; every frame is resampled once,
+    in one ``grid_sample`` for the whole clip. Pixel steps have no inverse: a frame of power ``p``
+    applies the chain of pixel steps ``|p|`` times, before its warp.
+
+    Args:
+        x: images. Float images are taken to be in ``[0, 1]``; ``uint8`` images in ``[0, 255]`` come
+            back as ``uint8``. Other integer or bool tensors are label maps: use
+            ``interpolation="nearest"`` and ``pixel_ops=False`` for them (as ``ImageToVideo`` does).
+        genotype: a :class:`~img2vid.Genotype`, its string, or a list of steps.
+        T: the number of frames.
+        frames: ``"centered"`` or ``"forward"`` (see :func:`frame_powers`).
+        interpolation: ``"bilinear"`` or ``"nearest"``.
+        padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"``.
+        pixel_ops: apply the genotype's pixel steps (``False`` for masks).
+
+    Shape:
+        - x: ``(B, C, H, W)`` or ``(C, H, W)``.
+        - Output: ``(B, T, C, H, W)`` or ``(T, C, H, W)``, same dtype and device. The clip is a strided
+          view of one ``(B, C, T, H, W)`` buffer, so no extra copy is made; call ``.contiguous()``
+          if you need ``view``.
+    """
+    genotype = as_genotype(genotype)
+    powers = frame_powers(T, frames)
+    mode = _check_options(interpolation, padding_mode)
+    _check_image(x)
+    unbatched = x.ndim == 3
+    if unbatched:
+        x = x.unsqueeze(0)
+    batch, channels, height, width = x.shape
+    out_dtype = x.dtype
+    if x.is_floating_point():
+        work = x
+    elif x.dtype == torch.uint8 and pixel_ops:
+        work = x.float() / 255
+    else:  # label maps: exact in float64 for any int32/int64 label, in float32 for bytes and bools
+        work = x.to(torch.float64 if x.dtype in (torch.int32, torch.int64) else torch.float32)
+    if work.dtype in (torch.float16, torch.bfloat16) and work.device.type == "cpu":
+        work = work.float()  # CPU grid_sample has no reliable half kernel; the result is cast back
+
+    motion = compose(genotype, height, width, dtype=work.dtype, device=work.device)
+    grid = _sampling_grid(matrix_powers(motion, [-p for p in powers]), height, width)  # (T, H, W, 2)
+
+    pixel_steps = pixel_ops and not genotype.is_affine
+    if pixel_steps and channels not in (1, 3) and any(
+        name in ("color", "sharpness") for name, _ in genotype
+    ):
+        raise ValueError(f"ops 'color' and 'sharpness' need 1 or 3 channels, got {channels}")
+    if not pixel_steps:
+        # One input image per clip: sample all T frames from it with one tall grid, so the input is
+        # never copied T times. (1, B*C, H, W) x (1, T*H, W, 2) -> (1, B*C, T*H, W).
+        sampled = _sample(rearrange(work, "b c h w -> 1 (b c) h w"),
+                          rearrange(grid, "t h w xy -> 1 (t h) w xy"), mode, padding_mode)
+        clip = rearrange(sampled, "1 (b c) (t h) w -> b t c h w", b=batch, t=T)
+    else:
+        # Pixel steps make frames of different |p| different images: p applications, then one warp.
+        variants = [work]
+        for _ in range(max(abs(p) for p in powers)):
+            variants.append(_apply_pixel_steps(variants[-1], genotype))
+        inputs = torch.stack([variants[abs(p)] for p in powers])  # (T, B, C, H, W)
+        sampled = _sample(rearrange(inputs, "t b c h w -> t (b c) h w"), grid, mode, padding_mode)
+        clip = rearrange(sampled, "t (b c) h w -> b t c h w", b=batch)
+
+    clip = _restore_dtype(clip, out_dtype, pixel_ops)
+    return clip[0] if unbatched else clip
+
+
+def _restore_dtype(clip: Tensor, dtype: torch.dtype, scaled: bool) -> Tensor:
+    if clip.dtype == dtype:
+        return clip
+    if dtype == torch.uint8 and scaled:
+        return (clip * 255).round().clamp(0, 255).to(dtype)
+    if dtype.is_floating_point:
+        return clip.to(dtype)
+    return clip.round().to(dtype)
+
+
+def video_to_image(
+    y: Tensor,
+    genotype: GenotypeLike,
+    *,
+    frames: Frames = "centered",
+    interpolation: Interpolation = "bilinear",
+    padding_mode: str = "zeros",
+) -> Tensor:
+    """Undo each frame's motion: frame ``t`` warped by ``M^-p(t)``, so dense per-frame outputs line up
+    with the input image again. ``T`` is read from ``y``. Pixel steps are not undone (they have no
+    inverse and do not move content).
+
+    Shape:
+        - y: ``(B, T, K, H, W)`` float; output: ``(B, T, K, H, W)``.
+    """
+    mode = _check_options(interpolation, padding_mode)
+    if not isinstance(y, Tensor) or y.ndim != 5 or not y.is_floating_point():
+        shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+        raise ValueError(f"expected float dense outputs of shape (B, T, K, H, W), got {shape}")
+    batch, T, _, height, width = y.shape
+    work = y.float() if y.dtype in (torch.float16, torch.bfloat16) and y.device.type == "cpu" else y
+    motion = compose(genotype, height, width, dtype=work.dtype, device=work.device)
+    # Frame t was moved by M^p; moving it back by M^-p samples it through (M^-p)^-1 = M^p.
+    grid = _sampling_grid(matrix_powers(motion, frame_powers(T, frames)), height, width)  # (T, H, W, 2)
+    sampled = _sample(rearrange(work, "b t k h w -> t (b k) h w"), grid, mode, padding_mode)
+    return rearrange(sampled, "t (b k) h w -> b t k h w", b=batch).to(y.dtype)

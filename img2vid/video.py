@@ -1,0 +1,133 @@
+"""ImageToVideo: the transform that turns images into clips (the paper's Sec. 3.2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import PIL.Image
+import torch
+from torch import Tensor
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from . import functional as I2VF
+from .functional import Frames, Interpolation
+from .genotype import Genotype, GenotypeLike, as_genotype
+
+__all__ = ["ImageToVideo"]
+
+
+class ImageToVideo(v2.Transform):
+    """Turn each image into a clip of ``T`` frames by repeating one motion.
+
+    Frame ``t`` is the image warped by ``M^p(t)``, where ``M`` is the composed forward matrix of the
+    genotype's affine steps and ``p(t)`` is the frame's power (:attr:`powers`). Every frame is
+    resampled once, in one batched warp, with torchvision's geometry. The module is also a
+    torchvision v2 transform: it composes in ``v2.Compose``, handles ``tv_tensors``, pickles for
+    ``DataLoader`` workers and runs on the input's device.
+
+    Args:
+        genotype: the motion, as a :class:`~img2vid.Genotype` or its string, e.g. ``"translate_x:0.05"``.
+        T: number of frames, ``>= 1``.
+        frames: ``"centered"`` (powers ``-(T // 2) ... T - 1 - T // 2``; the middle frame is the input)
+            or ``"forward"`` (powers ``1 ... T``, the paper's Eq. 7).
+        interpolation: ``"bilinear"`` or ``"nearest"`` (or the torchvision ``InterpolationMode``) for
+            images; masks always use nearest.
+        padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"``.
+
+    Shape:
+        - Input: ``(B, C, H, W)`` or ``(C, H, W)``.
+        - Output: ``(B, T, C, H, W)`` or ``(T, C, H, W)``. A ``tv_tensors.Image`` becomes a
+          ``tv_tensors.Video``; a ``tv_tensors.Mask`` stays a mask (warped with nearest, pixel ops
+          skipped, labels stay labels). ``uint8`` in gives ``uint8`` out; float dtypes are kept.
+
+    Convention:
+        ``M`` moves the content at pixel ``(x, y)`` to ``M @ (x, y, 1)``: ``x`` right, ``y`` down,
+        origin at the top-left pixel's centre; ``rotate`` is counter-clockwise on screen.
+
+    Example:
+        >>> clip = ImageToVideo("translate_x:0.05,rotate:5", T=5)(torch.rand(8, 3, 32, 32))
+        >>> clip.shape
+        torch.Size([8, 5, 3, 32, 32])
+    """
+
+    _transformed_types = (Tensor, PIL.Image.Image)
+
+    def __init__(
+        self,
+        genotype: GenotypeLike,
+        T: int = 5,
+        *,
+        frames: Frames = "centered",
+        interpolation: Interpolation = "bilinear",
+        padding_mode: str = "zeros",
+    ) -> None:
+        super().__init__()
+        self.genotype: Genotype = as_genotype(genotype)
+        self.T = T
+        self.frames: Frames = frames
+        self.interpolation = interpolation
+        self.padding_mode = padding_mode
+        # Validate every option now, not at the first batch.
+        I2VF.frame_powers(T, frames)
+        I2VF._check_options(interpolation, padding_mode)
+
+    @property
+    def powers(self) -> list[int]:
+        """The power of ``M`` that makes each frame."""
+        return I2VF.frame_powers(self.T, self.frames)
+
+    def matrices(
+        self, height: int, width: int, *, dtype: torch.dtype | None = None, device: Any = None
+    ) -> Tensor:
+        """Forward matrices ``M^p`` of the frames, in pixel coordinates. Shape: ``(T, 3, 3)``."""
+        return I2VF.video_matrices(self.genotype, self.T, height, width, frames=self.frames, dtype=dtype,
+                                   device=device)
+
+    def inverse(self, y: Tensor) -> Tensor:
+        """Warp each frame's dense output back by ``M^-p``, so it lines up with the input image.
+
+        Shape:
+            - y: ``(B, T, K, H, W)`` with ``T`` equal to this transform's; output: the same.
+        """
+        if isinstance(y, Tensor) and y.ndim == 5 and y.shape[1] != self.T:
+            raise ValueError(f"expected {self.T} frames on dim 1 of (B, T, K, H, W), got shape {tuple(y.shape)}")
+        return I2VF.video_to_image(y, self.genotype, frames=self.frames, interpolation=self.interpolation,
+                                   padding_mode=self.padding_mode)
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, PIL.Image.Image):
+            inpt = TF.to_image(inpt)
+        if isinstance(inpt, tv_tensors.Video):
+            raise ValueError(f"ImageToVideo takes images, got a tv_tensors.Video of shape {tuple(inpt.shape)}")
+        if isinstance(inpt, (tv_tensors.BoundingBoxes, tv_tensors.KeyPoints)):
+            raise TypeError(f"ImageToVideo does not move {type(inpt).__name__} yet; pass images and masks")
+        is_mask = isinstance(inpt, tv_tensors.Mask)
+        if not is_mask and not inpt.is_floating_point() and inpt.dtype != torch.uint8:
+            raise TypeError(
+                f"images must be float (values in [0, 1]) or uint8, got {inpt.dtype}; "
+                "wrap label maps in tv_tensors.Mask"
+            )
+        clip = I2VF.image_to_video(
+            inpt.as_subclass(Tensor),
+            self.genotype,
+            self.T,
+            frames=self.frames,
+            interpolation="nearest" if is_mask else self.interpolation,
+            padding_mode=self.padding_mode,
+            pixel_ops=not is_mask,
+        )
+        if is_mask:
+            return tv_tensors.Mask(clip)
+        if isinstance(inpt, tv_tensors.Image):
+            return tv_tensors.Video(clip)
+        return clip
+
+    def extra_repr(self) -> str:
+        options = [f"genotype='{self.genotype}'", f"T={self.T}", f"frames={self.frames!r}"]
+        if self.interpolation != "bilinear":
+            options.append(f"interpolation={self.interpolation!r}")
+        if self.padding_mode != "zeros":
+            options.append(f"padding_mode={self.padding_mode!r}")
+        return ", ".join(options)
