@@ -13,9 +13,7 @@ from typing import Literal, Union
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from kornia.geometry.conversions import normalize_pixel_coordinates
-from kornia.geometry.transform import warp_grid
-from kornia.utils import create_meshgrid
+from kornia.geometry.conversions import normalize_homography
 from torch import Tensor
 from torchvision.transforms import InterpolationMode
 
@@ -76,8 +74,12 @@ def compose(
     for name, magnitude in genotype:
         op = OPS[name]
         if op.kind == "affine" and op.takes_magnitude:
-            step = op.matrix(magnitude, height, width).to(dtype=dtype, device=device)
-            matrix = step @ matrix
+            # Build each step in the working dtype and device, so float64 clips get float64 geometry.
+            if isinstance(magnitude, Tensor):
+                m = magnitude.to(dtype=dtype, device=device)
+            else:
+                m = torch.tensor(magnitude, dtype=dtype, device=device)
+            matrix = op.matrix(m, height, width) @ matrix
     return matrix
 
 
@@ -114,11 +116,10 @@ def _sampling_grid(backward: Tensor, height: int, width: int) -> Tensor:
         - backward: ``(N, 3, 3)`` inverse matrices ``M^-1`` (output pixel -> input pixel);
           output: ``(N, H, W, 2)``.
     """
-    pixels = create_meshgrid(height, width, normalized_coordinates=False, device=backward.device,
-                             dtype=backward.dtype)  # (1, H, W, 2), (x, y) at pixel centres
-    source = warp_grid(pixels, backward)  # out(p) = in(M^-1 p)
-    # Pixel centres 0 and W - 1 map to -1 and +1: the align_corners=True convention.
-    return normalize_pixel_coordinates(source, height, width)
+    # kornia re-expresses the pixel matrix in [-1, 1] coordinates where the centres of pixels 0 and
+    # W - 1 sit at -1 and +1 (align_corners=True); affine_grid then evaluates it exactly at every pixel.
+    theta = normalize_homography(backward, (height, width), (height, width))
+    return F.affine_grid(theta[:, :2], [backward.shape[0], 1, height, width], align_corners=True)
 
 
 def _sample(images: Tensor, grid: Tensor, interpolation: str, padding_mode: str) -> Tensor:

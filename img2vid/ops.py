@@ -29,9 +29,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Literal, Optional, Union
+from typing import Callable, Literal, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
@@ -75,7 +76,11 @@ class Op:
         """
         if self.kind != "affine":
             raise ValueError(f"op {self.name!r} is a pixel op and has no matrix")
-        return self._fn(torch.as_tensor(magnitude, dtype=_float_dtype(magnitude)), height, width)
+        if not isinstance(magnitude, Tensor):
+            magnitude = torch.tensor(float(magnitude))
+        elif not magnitude.is_floating_point():
+            magnitude = magnitude.to(torch.get_default_dtype())
+        return self._fn(magnitude, height, width)
 
     def __call__(self, image: Tensor, magnitude: Magnitude = 0.0) -> Tensor:
         """Apply the op to float images in ``[0, 1]``.
@@ -88,12 +93,11 @@ class Op:
             raise ValueError(
                 f"op {self.name!r} is an affine op: use its matrix with img2vid.functional.warp"
             )
-        m = torch.as_tensor(magnitude, dtype=image.dtype, device=image.device)
+        if isinstance(magnitude, Tensor):
+            m = magnitude.to(dtype=image.dtype, device=image.device)  # keeps the gradient
+        else:
+            m = torch.tensor(float(magnitude), dtype=image.dtype, device=image.device)
         return self._fn(image, m)
-
-
-def _float_dtype(m: Magnitude) -> torch.dtype:
-    return m.dtype if isinstance(m, Tensor) and m.is_floating_point() else torch.get_default_dtype()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -163,7 +167,7 @@ def _shear_y(m: Tensor, height: int, width: int) -> Tensor:
 # Pixel ops: (*, C, H, W) float image in [0, 1], 0-d magnitude -> same shape.
 
 
-def _straight_through(exact: Tensor, image: Tensor, magnitude: Optional[Tensor] = None) -> Tensor:
+def _straight_through(exact: Tensor, image: Tensor, magnitude: Tensor | None = None) -> Tensor:
     """Forward value ``exact``; backward as if the op were ``image + magnitude`` (DADA's estimator)."""
     out = image + (exact - image).detach()
     if magnitude is not None and magnitude.requires_grad:
@@ -185,9 +189,22 @@ def _color(x: Tensor, m: Tensor) -> Tensor:
     return _blend(x, TF.rgb_to_grayscale(x, num_output_channels=x.shape[-3]), 1.0 + m)
 
 
+def _smoothed(x: Tensor) -> Tensor:
+    """torchvision's (and PIL's) degenerate image for sharpness: the interior blurred by
+    ``[[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13``, the one-pixel border kept. Written here because
+    torchvision's version edits tensors in place, which breaks autograd."""
+    channels, height, width = x.shape[-3:]
+    kernel = x.new_tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13
+    flat = x.reshape(-1, channels, height, width)
+    blurred = F.conv2d(flat, kernel.expand(channels, 1, 3, 3), groups=channels)  # (N, C, H-2, W-2)
+    interior = torch.zeros(height, width, dtype=torch.bool, device=x.device)
+    interior[1:-1, 1:-1] = True
+    return torch.where(interior, F.pad(blurred, (1, 1, 1, 1)), flat).reshape(x.shape)
+
+
 def _sharpness(x: Tensor, m: Tensor) -> Tensor:
     _check_colour_channels(x, "sharpness")
-    return _blend(x, TF.adjust_sharpness(x, 0.0), 1.0 + m)
+    return _blend(x, _smoothed(x), 1.0 + m)
 
 
 def _invert(x: Tensor, m: Tensor) -> Tensor:

@@ -1,0 +1,274 @@
+import math
+import pickle
+
+import pytest
+import torch
+from torch.testing import assert_close
+from torchvision import tv_tensors
+from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms.v2 import functional as TF
+
+import img2vid as i2v
+from img2vid import Genotype, ImageToVideo
+
+H, W = 20, 24
+BILINEAR = InterpolationMode.BILINEAR
+
+
+def tv_affine(x, *, angle=0.0, translate=(0.0, 0.0), scale=1.0, shear=(0.0, 0.0), interpolation=BILINEAR):
+    return TF.affine(x, angle=angle, translate=list(translate), scale=scale, shear=list(shear),
+                     interpolation=interpolation)
+
+
+# Frame of power p of a one-op genotype, as one torchvision call: M^p of each op is the same op with
+# an equivalent magnitude (translations and angles add, scales multiply, shear tangents add).
+def one_op_frame(name, m, p, x):
+    if name == "translate_x":
+        return tv_affine(x, translate=(p * m * W, 0.0))
+    if name == "translate_y":
+        return tv_affine(x, translate=(0.0, p * m * H))
+    if name == "rotate":
+        return TF.rotate(x, p * m, interpolation=BILINEAR)
+    if name == "scale":
+        return tv_affine(x, scale=m**p)
+    shear = math.degrees(math.atan(p * math.tan(math.radians(m))))
+    return tv_affine(x, shear=(shear, 0.0) if name == "shear_x" else (0.0, shear))
+
+
+ONE_OP = [("translate_x", 0.1), ("translate_y", -0.15), ("rotate", 17.0), ("scale", 1.2), ("shear_x", 12.0),
+          ("shear_y", -9.0)]
+
+
+@pytest.mark.parametrize("frames", ["centered", "forward"])
+@pytest.mark.parametrize(("name", "m"), ONE_OP)
+def test_one_op_frames_match_torchvision(name, m, frames, dtype):
+    x = torch.rand(2, 3, H, W, dtype=dtype)
+    video = ImageToVideo(Genotype([(name, m)]), T=4, frames=frames)
+    clip = video(x)
+    assert clip.shape == (2, 4, 3, H, W) and clip.dtype == dtype
+    # torchvision builds its grid partly in float32, so 1e-5 is the agreement to expect in float64 too
+    tol = 1e-5
+    for t, p in enumerate(video.powers):
+        assert_close(clip[:, t], one_op_frame(name, m, p, x), atol=tol, rtol=0)
+
+
+def test_chain_is_resampled_once_and_composes_in_order():
+    # torchvision's affine is M = T C R S SHy SHx C^-1: one call with every parameter equals our chain
+    # shear_x -> shear_y -> scale -> rotate -> translate resampled once (two resamplings would blur).
+    x = torch.rand(2, 3, H, W, dtype=torch.float64)
+    chain = "shear_x:7,shear_y:-4,scale:1.1,rotate:12,translate_x:0.05,translate_y:0.1"
+    clip = ImageToVideo(chain, T=3)(x)
+    expected = tv_affine(x, angle=-12.0, translate=(0.05 * W, 0.1 * H), scale=1.1, shear=(7.0, -4.0))
+    assert_close(clip[:, 2], expected, atol=1e-6, rtol=0)
+    twice = tv_affine(tv_affine(x, shear=(7.0, -4.0), scale=1.1),
+                      angle=-12.0, translate=(0.05 * W, 0.1 * H))
+    assert (clip[:, 2] - twice).abs().max() > 1e-3  # the oracle can tell one warp from two
+
+
+def test_powers():
+    assert ImageToVideo("identity", T=5).powers == [-2, -1, 0, 1, 2]
+    assert ImageToVideo("identity", T=4).powers == [-2, -1, 0, 1]
+    assert ImageToVideo("identity", T=1).powers == [0]
+    assert ImageToVideo("identity", T=3, frames="forward").powers == [1, 2, 3]
+
+
+def test_centered_middle_frame_is_the_input_and_forward_is_eq7():
+    x = torch.rand(2, 3, H, W)
+    assert_close(ImageToVideo("rotate:20,scale:1.3", T=5)(x)[:, 2], x, atol=1e-5, rtol=0)
+    # Eq. 7: V(t, x, y) = I(x, y - t dy) with dy = 2 px: frame t is the image moved down by 2t px.
+    clip = ImageToVideo(Genotype([("translate_y", 2 / H)]), T=3, frames="forward")(x)
+    for t in range(1, 4):
+        assert_close(clip[:, t - 1, :, 2 * t :], x[:, :, : H - 2 * t], atol=1e-5, rtol=0)
+        assert clip[:, t - 1, :, : 2 * t].abs().max() < 1e-6
+
+
+def test_matrices_are_powers_in_pixel_coordinates():
+    video = ImageToVideo("translate_x:0.25,rotate:90", T=5)
+    matrices = video.matrices(8, 8, dtype=torch.float64)
+    assert matrices.shape == (5, 3, 3)
+    m = matrices[3]
+    for t, p in enumerate(video.powers):
+        assert_close(matrices[t], torch.linalg.matrix_power(m, p), atol=1e-12, rtol=0)
+    # translate first (+2 px right), then rotate 90° ccw about (3.5, 3.5): (0, 0) -> (2, 0) -> (0, 5).
+    assert_close(m @ torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64),
+                 torch.tensor([0.0, 5.0, 1.0], dtype=torch.float64), atol=1e-12, rtol=0)
+
+
+def test_unbatched_image():
+    x = torch.rand(3, H, W)
+    video = ImageToVideo("translate_x:0.1", T=3)
+    assert_close(video(x), video(x[None])[0])
+    assert video(x).shape == (3, 3, H, W)
+
+
+def test_uint8_in_uint8_out_matches_torchvision():
+    x = torch.randint(0, 256, (2, 3, H, W), dtype=torch.uint8)
+    clip = ImageToVideo("rotate:13", T=3)(x)
+    assert clip.dtype == torch.uint8
+    expected = TF.rotate(x, 13.0, interpolation=BILINEAR)
+    assert (clip[:, 2].int() - expected.int()).abs().max() <= 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_dtypes_are_kept(dtype):
+    x = torch.rand(2, 3, H, W)
+    clip = ImageToVideo("rotate:13", T=3)(x.to(dtype))
+    assert clip.dtype == dtype
+    assert_close(clip.float(), ImageToVideo("rotate:13", T=3)(x), atol=1e-2, rtol=0)
+
+
+def test_tv_tensors_image_becomes_video_and_mask_stays_labels():
+    image = tv_tensors.Image(torch.rand(3, H, W))
+    mask = tv_tensors.Mask(torch.randint(0, 21, (H, W), dtype=torch.int64)[None])
+    video = ImageToVideo("rotate:33,scale:1.2,brightness:0.2", T=3)
+    clip, mask_clip = video(image, mask)
+    assert isinstance(clip, tv_tensors.Video) and clip.shape == (3, 3, H, W)
+    assert isinstance(mask_clip, tv_tensors.Mask) and mask_clip.dtype == torch.int64
+    assert set(mask_clip.unique().tolist()) <= set(mask.unique().tolist()) | {0}
+    # masks are warped like torchvision warps masks: nearest, no pixel ops
+    expected = TF.affine(mask, angle=-33.0, translate=[0.0, 0.0], scale=1.2, shear=[0.0, 0.0],
+                         interpolation=InterpolationMode.NEAREST)
+    mismatch = (mask_clip[2] != expected).float().mean()
+    assert mismatch < 0.01  # only ties at exact half-pixel positions may round differently
+    assert torch.equal(mask_clip[1], mask)
+
+
+def test_integer_translation_of_masks_is_exact():
+    mask = tv_tensors.Mask(torch.randint(0, 5, (2, 1, H, W), dtype=torch.uint8))
+    clip = ImageToVideo(Genotype([("translate_x", 3 / W)]), T=3)(mask)
+    assert torch.equal(clip[:, 2, ..., 3:], mask[..., :-3])
+    assert (clip[:, 2, ..., :3] == 0).all()
+
+
+def test_composes_in_torchvision_pipelines():
+    pipeline = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), ImageToVideo("rotate:10", T=3),
+                           v2.Normalize(mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25])])
+    image = torch.randint(0, 256, (3, H, W), dtype=torch.uint8)
+    clip = pipeline(tv_tensors.Image(image))
+    assert isinstance(clip, tv_tensors.Video) and clip.shape == (3, 3, H, W)
+    assert_close(clip[1], (image.float() / 255 - 0.5) / 0.25, atol=1e-4, rtol=0)
+
+
+def test_pil_images_are_accepted():
+    pil = TF.to_pil_image(torch.randint(0, 256, (3, H, W), dtype=torch.uint8))
+    clip = ImageToVideo("rotate:10", T=3)(pil)
+    assert isinstance(clip, tv_tensors.Video) and clip.dtype == torch.uint8 and clip.shape == (3, 3, H, W)
+
+
+def test_pickles_and_runs_in_dataloader_workers():
+    video = ImageToVideo("translate_x:0.1,brightness:0.1", T=3, frames="forward")
+    clone = pickle.loads(pickle.dumps(video))
+    x = torch.rand(3, H, W)
+    assert_close(clone(x), video(x))
+    dataset = [(torch.rand(3, H, W), i) for i in range(4)]
+
+    class Clips(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(dataset)
+
+        def __getitem__(self, i):
+            return video(dataset[i][0]), dataset[i][1]
+
+    loader = torch.utils.data.DataLoader(Clips(), batch_size=2, num_workers=1)
+    clips, labels = next(iter(loader))
+    assert clips.shape == (2, 3, 3, H, W) and labels.tolist() == [0, 1]
+
+
+def test_runs_on_the_input_device(device):
+    x = torch.rand(2, 3, H, W, device=device)
+    clip = ImageToVideo("rotate:10,color:0.2", T=3)(x)
+    assert clip.device.type == device.type
+    if device.type != "cpu":
+        assert_close(clip.cpu(), ImageToVideo("rotate:10,color:0.2", T=3)(x.cpu()), atol=1e-5, rtol=0)
+
+
+def test_gradcheck_input():
+    x = torch.rand(1, 2, 6, 7, dtype=torch.float64, requires_grad=True)
+    video = ImageToVideo("rotate:13,translate_x:0.1", T=3)
+    assert torch.autograd.gradcheck(video, (x,))
+
+
+def test_gradcheck_tensor_magnitudes():
+    x = torch.rand(1, 2, 6, 7, dtype=torch.float64)
+
+    def clip(angle, shift, factor):
+        return ImageToVideo(Genotype([("rotate", angle), ("translate_y", shift), ("brightness", factor)]), T=3)(x)
+
+    magnitudes = tuple(torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (13.0, 0.07, 0.1))
+    assert torch.autograd.gradcheck(clip, magnitudes)
+
+
+def test_pixel_ops_repeat_abs_power_times_before_the_warp():
+    x = torch.rand(2, 3, H, W, dtype=torch.float64) * 0.5
+    clip = ImageToVideo("brightness:0.2,translate_x:0.125", T=5)(x)  # 3 px per power
+    for t, p in enumerate([-2, -1, 0, 1, 2]):
+        bright = x
+        for _ in range(abs(p)):
+            bright = TF.adjust_brightness(bright, 1.2)
+        assert_close(clip[:, t], tv_affine(bright, translate=(3.0 * p, 0.0)), atol=1e-6, rtol=0)
+
+
+def test_inverse_undoes_the_motion():
+    x = torch.rand(2, 3, H, W, dtype=torch.float64)
+    video = ImageToVideo(Genotype([("translate_x", 2 / W), ("translate_y", -1 / H)]), T=5)
+    back = video.inverse(video(x))
+    assert back.shape == (2, 5, 3, H, W)
+    # integer shifts: every pixel that stayed in view comes back exactly
+    for t, p in enumerate(video.powers):
+        dx, dy = 2 * abs(p), abs(p)
+        assert_close(back[:, t, :, dy : H - dy, dx : W - dx], x[:, :, dy : H - dy, dx : W - dx], atol=1e-9, rtol=0)
+
+
+def test_inverse_matches_torchvision_with_negated_motion():
+    y = torch.rand(2, 4, 5, H, W, dtype=torch.float64)
+    video = ImageToVideo("rotate:15", T=4)
+    back = video.inverse(y)
+    for t, p in enumerate(video.powers):
+        assert_close(back[:, t], TF.rotate(y[:, t], -15.0 * p, interpolation=BILINEAR), atol=1e-6, rtol=0)
+
+
+def test_functional_form_matches_module():
+    x = torch.rand(2, 3, H, W)
+    assert_close(i2v.functional.image_to_video(x, "scale:1.1", 3, frames="forward"),
+                 ImageToVideo("scale:1.1", T=3, frames="forward")(x))
+
+
+def test_padding_and_interpolation_options():
+    x = torch.rand(1, 3, H, W, dtype=torch.float64)
+    for padding in ["border", "reflection"]:
+        clip = ImageToVideo("translate_x:0.1", T=3, padding_mode=padding)(x)
+        assert clip[:, 2].abs().min() > 0  # nothing is zero-filled
+    nearest = ImageToVideo("rotate:30", T=3, interpolation="nearest")(x)
+    assert set(nearest[:, 2].flatten().tolist()) <= set(x.flatten().tolist()) | {0.0}
+    same = ImageToVideo("rotate:30", T=3, interpolation=InterpolationMode.NEAREST)(x)
+    assert_close(nearest, same)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: ImageToVideo("rotate:5", T=0), ValueError, "T >= 1, got 0"),
+        (lambda: ImageToVideo("rotate:5", T=2.5), ValueError, "T >= 1, got 2.5"),
+        (lambda: ImageToVideo("rotate:5", frames="backward"), ValueError, "frames must be one of"),
+        (lambda: ImageToVideo("rotate:5", interpolation="bicubic"), ValueError, "interpolation must be one of"),
+        (lambda: ImageToVideo("rotate:5", padding_mode="wrap"), ValueError, "padding_mode must be one of"),
+        (lambda: ImageToVideo("spin:5"), ValueError, "unknown op 'spin'"),
+        (lambda: ImageToVideo("")(torch.rand(3, 4, 4)), ValueError, "empty genotype"),
+        (lambda: ImageToVideo("rotate:5")(torch.rand(4, 4)), ValueError, r"\(C, H, W\) or \(B, C, H, W\), got shape"),
+        (lambda: ImageToVideo("rotate:5")(torch.rand(1, 2, 3, 4, 4)), ValueError, "got shape"),
+        (lambda: ImageToVideo("rotate:5")(torch.zeros(1, 3, 0, 4)), ValueError, "non-empty"),
+        (lambda: ImageToVideo("rotate:5")(torch.zeros(1, 3, 4, 4, dtype=torch.int16)), TypeError, "int16"),
+        (lambda: ImageToVideo("rotate:5")(torch.zeros(1, 3, 4, 4, dtype=torch.int64)), TypeError, "tv_tensors.Mask"),
+        (lambda: ImageToVideo("rotate:5")(tv_tensors.Video(torch.rand(2, 3, 4, 4))), ValueError, "takes images"),
+        (lambda: ImageToVideo("color:0.2")(torch.rand(1, 4, 5, 5)), ValueError, "1 or 3 channels, got 4"),
+        (lambda: ImageToVideo("rotate:5", T=3).inverse(torch.rand(1, 2, 1, 4, 4)), ValueError, "expected 3 frames"),
+        (lambda: ImageToVideo("rotate:5").inverse(torch.rand(2, 1, 4, 4)), ValueError, r"\(B, T, K, H, W\)"),
+    ],
+)
+def test_bad_input(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_repr():
+    assert repr(ImageToVideo("rotate:5", T=3)) == "ImageToVideo(genotype='rotate:5.0', T=3, frames='centered')"
