@@ -7,7 +7,10 @@ Setting (issue "ImageToVideo"): B=32, T=5, 3x64x64 float32 images, the three-ste
 
 - ``hand loop``: what a user would write by hand, one bilinear ``torchvision.transforms.v2.functional.affine``
   per step per frame (15 calls, each batched over B);
-- ``img2vid``: ``ImageToVideo(genotype, T=5)(x)``: compose, then one warp;
+- ``kornia per frame``: compose, copy each image T times and warp the B*T frames with kornia's
+  ``warp_affine`` (``img2vid.functional.warp``), one matrix per frame;
+- ``img2vid``: ``ImageToVideo(genotype, T=5)(x)``: compose, then sample all T frames of a clip from
+  its one image with one tall grid (no copies);
 - ``grid_sample floor``: one bare ``F.grid_sample`` over the B*T frames with a precomputed grid of the
   same motion (one resample per output pixel, nothing else: the floor).
 
@@ -61,6 +64,12 @@ def hand_loop(x: torch.Tensor, video: i2v.ImageToVideo) -> torch.Tensor:
     return torch.stack(frames, dim=1)
 
 
+def kornia_per_frame(x: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+    """The obvious batched alternative: copy each image T times, one kornia warp_affine per frame."""
+    frames = x.unsqueeze(1).expand(B, T, C, SIZE, SIZE).reshape(B * T, C, SIZE, SIZE)
+    return i2v.functional.warp(frames, matrices).view(B, T, C, SIZE, SIZE)
+
+
 def floor_inputs(x: torch.Tensor, video: i2v.ImageToVideo) -> tuple[torch.Tensor, torch.Tensor]:
     """The B*T input frames and a sampling grid of the same motion, made before timing."""
     frames = x.unsqueeze(1).expand(B, T, C, SIZE, SIZE).reshape(B * T, C, SIZE, SIZE).contiguous()
@@ -76,8 +85,10 @@ def calls(device: str) -> dict:
     x = make_input(device)
     video = i2v.ImageToVideo(GENOTYPE, T=T)
     frames, grid = floor_inputs(x, video)
+    matrices = video.matrices(SIZE, SIZE, device=x.device).repeat(B, 1, 1)
     return {
         "hand loop": lambda: hand_loop(x, video),
+        "kornia per frame": lambda: kornia_per_frame(x, matrices),
         "img2vid": lambda: video(x),
         "grid_sample floor": lambda: F.grid_sample(frames, grid, align_corners=True),
     }
@@ -129,7 +140,7 @@ def main() -> None:
         one_grid = B * T * SIZE * SIZE * 2 * 4
         print(f"peak memory a call adds (fresh process each; output clip {output / 2**20:.2f} MiB, "
               f"one B*T sampling grid {one_grid / 2**20:.2f} MiB):")
-        for key in ["hand loop", "img2vid"]:
+        for key in ["hand loop", "kornia per frame", "img2vid"]:
             extra = peak_memory.measure_in_child(script, key, "--threads", str(args.threads)) - output
             print(f"  {key:20} {extra / 2**20:7.2f} MiB beyond the output  ({extra / one_grid:.2f} grids)")
     assert math.isfinite(ours)

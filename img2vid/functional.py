@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from kornia.geometry.conversions import normalize_homography
+from kornia.geometry.transform import warp_affine
 from torch import Tensor
 from torchvision.transforms import InterpolationMode
 
@@ -143,6 +144,11 @@ def _check_image(x: Tensor, what: str = "image") -> None:
         raise ValueError(f"expected an {what} of shape (C, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
     if x.shape[-1] == 0 or x.shape[-2] == 0:
         raise ValueError(f"expected a non-empty {what}, got shape {tuple(x.shape)}")
+    if x.shape[-1] in (1, 3, 4) and x.shape[-3] > 4:
+        raise ValueError(
+            f"{what} of shape {tuple(x.shape)} looks channels-last (H, W, C); expected channels first, "
+            "(C, H, W) or (B, C, H, W): permute it, or use torchvision.transforms.v2.ToImage()"
+        )
     if not (x.is_floating_point() or x.dtype in (torch.uint8, torch.bool, torch.int32, torch.int64)):
         raise TypeError(f"expected a float, uint8, bool, int32 or int64 {what}, got {x.dtype}")
 
@@ -154,17 +160,24 @@ def warp(
     interpolation: Interpolation = "bilinear",
     padding_mode: str = "zeros",
 ) -> Tensor:
-    """Warp each image by its forward matrix, once: ``out(p) = in(M^-1 p)``.
+    """Warp each image by its own forward matrix, once: ``out(p) = in(M^-1 p)``.
+
+    A thin shell over ``kornia.geometry.transform.warp_affine`` with pixel-centre sampling
+    (``align_corners=True``), which reproduces torchvision's geometry. For clips, where one image makes
+    ``T`` frames, :func:`image_to_video` samples every frame from the one image instead of copying it.
 
     Shape:
         - images: ``(N, C, H, W)`` float; matrices: ``(N, 3, 3)`` or ``(3, 3)``; output: ``(N, C, H, W)``.
     """
     mode = _check_options(interpolation, padding_mode)
-    if images.ndim != 4 or not images.is_floating_point():
-        raise ValueError(f"warp takes float images (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+    if not isinstance(images, Tensor) or images.ndim != 4 or not images.is_floating_point():
+        raise ValueError(f"warp takes float images (N, C, H, W), got {getattr(images, 'dtype', type(images))} "
+                         f"{tuple(getattr(images, 'shape', ()))}")
+    if matrices.shape[-2:] != (3, 3) or matrices.ndim not in (2, 3):
+        raise ValueError(f"warp takes (N, 3, 3) or (3, 3) matrices, got shape {tuple(matrices.shape)}")
     height, width = images.shape[-2:]
-    backward = torch.linalg.inv(matrices.to(images).expand(images.shape[0], 3, 3))
-    return _sample(images, _sampling_grid(backward, height, width), mode, padding_mode)
+    affine = matrices.to(images).expand(images.shape[0], 3, 3)[:, :2]
+    return warp_affine(images, affine, (height, width), mode=mode, padding_mode=padding_mode, align_corners=True)
 
 
 def _apply_pixel_steps(x: Tensor, genotype: Genotype) -> Tensor:

@@ -41,6 +41,7 @@ class Genotype:
             steps = Genotype.parse(steps).steps
         parsed: list[tuple[str, Magnitude]] = []
         for step in steps:
+            magnitude: Magnitude
             if isinstance(step, str):
                 name, magnitude = step, 0.0
             else:

@@ -257,6 +257,8 @@ def test_padding_and_interpolation_options():
         (lambda: ImageToVideo("rotate:5")(torch.rand(4, 4)), ValueError, r"\(C, H, W\) or \(B, C, H, W\), got shape"),
         (lambda: ImageToVideo("rotate:5")(torch.rand(1, 2, 3, 4, 4)), ValueError, "got shape"),
         (lambda: ImageToVideo("rotate:5")(torch.zeros(1, 3, 0, 4)), ValueError, "non-empty"),
+        (lambda: ImageToVideo("rotate:5")(torch.rand(32, 32, 3)), ValueError, "looks channels-last"),
+        (lambda: ImageToVideo("rotate:5")(torch.rand(2, 32, 32, 3)), ValueError, "looks channels-last"),
         (lambda: ImageToVideo("rotate:5")(torch.zeros(1, 3, 4, 4, dtype=torch.int16)), TypeError, "int16"),
         (lambda: ImageToVideo("rotate:5")(torch.zeros(1, 3, 4, 4, dtype=torch.int64)), TypeError, "tv_tensors.Mask"),
         (lambda: ImageToVideo("rotate:5")(tv_tensors.Video(torch.rand(2, 3, 4, 4))), ValueError, "takes images"),
@@ -272,3 +274,14 @@ def test_bad_input(call, error, message):
 
 def test_repr():
     assert repr(ImageToVideo("rotate:5", T=3)) == "ImageToVideo(genotype='rotate:5.0', T=3, frames='centered')"
+
+
+def test_functional_warp_matches_torchvision_per_image():
+    x = torch.rand(3, 2, H, W, dtype=torch.float64)
+    angles = [10.0, -25.0, 40.0]
+    matrices = torch.stack([i2v.OPS["rotate"].matrix(torch.tensor(a, dtype=torch.float64), H, W) for a in angles])
+    out = i2v.functional.warp(x, matrices)
+    for i, angle in enumerate(angles):
+        assert_close(out[i], TF.rotate(x[i], angle, interpolation=BILINEAR), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match=r"\(N, 3, 3\)"):
+        i2v.functional.warp(x, torch.eye(2))
