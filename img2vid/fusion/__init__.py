@@ -1,5 +1,56 @@
-"""Temporal fusion modules that mix features of neighbouring frames."""
+"""Temporal fusion modules that mix features of neighbouring frames, and the name -> class table.
 
-from .tsm import temporal_shift
+Every fusion module takes and returns a clip ``(B, T, C, H, W)`` and says, in its class attribute
+``at``, whether :func:`~img2vid.temporalize.temporalize` puts it on a site's ``"input"`` or ``"output"``.
+"""
 
-__all__ = ["temporal_shift"]
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from .gsf import GateShiftFuse
+from .tsm import TemporalShift, temporal_shift
+
+__all__ = ["FUSIONS", "GateShiftFuse", "NoFusion", "TemporalShift", "make_fusion", "temporal_shift"]
+
+
+class NoFusion(nn.Module):
+    """No temporal fusion: frames are processed independently (the paper's "Augment" ablation).
+
+    Shape:
+        - Input: ``(B, T, C, H, W)``; output: the same tensor.
+    """
+
+    at: ClassVar[str] = "output"
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+FUSIONS: dict[str, type[nn.Module]] = {"gsf": GateShiftFuse, "none": NoFusion, "tsm": TemporalShift}
+
+
+def make_fusion(name: str, channels: int | None = None, **options: Any) -> nn.Module:
+    """Build the fusion module called ``name`` (``"gsf"``, ``"none"`` or ``"tsm"``).
+
+    Args:
+        name: a key of :data:`FUSIONS`.
+        channels: channels of the site, needed by ``"gsf"`` only.
+        options: keyword options of the class (``fold_div`` for TSM, ``fraction`` for GSF).
+
+    Raises:
+        ValueError: an unknown name (the message lists the choices), or GSF without ``channels``.
+        TypeError: an option the class does not take.
+    """
+    if name not in FUSIONS:
+        raise ValueError(f"unknown fusion {name!r}; choose one of {sorted(FUSIONS)}")
+    cls = FUSIONS[name]
+    if cls is GateShiftFuse:
+        if channels is None:
+            raise ValueError("fusion 'gsf' needs the site's channel count")
+        return GateShiftFuse(channels, **options)
+    if cls is NoFusion and options:
+        raise TypeError(f"fusion 'none' takes no options, got {sorted(options)}")
+    return cls(**options)

@@ -1,0 +1,424 @@
+"""temporalize: any 2D CNN becomes a video network, in one call, without losing its weights.
+
+The surgery edits the model in place and returns it:
+
+1. **Sites.** Fusion modules go on *sites*, layers that see frame batches ``(B*T, C, H, W)``. TSM
+   shifts a site's input; GSF (and ``"none"``) fuses its output. By default the sites are found per
+   *block* (see :func:`default_sites`): TSM on the input of a block's first branch convolution, GSF
+   after its last branch convolution. For torchvision ResNet/ResNeXt/Wide-ResNet blocks these are the
+   reference placements (TSM ``"blockres"`` on ``conv1``; GSF after ``conv2`` of a ``BasicBlock`` or
+   ``conv3`` of a ``Bottleneck``, before its BN).
+2. **Names are kept.** A site keeps its class's behaviour and every parameter name; it gains one
+   child, ``fusion``, and its class becomes a subclass of the original (``nn.Conv2d`` ->
+   ``TemporalConv2d``). The model's class likewise becomes a subclass (``ResNet`` ->
+   ``TemporalResNet``), so ``isinstance(model, ResNet)`` still holds, ``model.fc`` is still there and
+   a checkpoint of the 2D model loads with ``strict=False``, missing only ``*.fusion.*`` keys.
+3. **Clips in.** The model then takes clips ``(B, T, C, H, W)``; ``T`` is read from each input, the
+   frames run as one ``(B*T, C, H, W)`` batch, and per-frame outputs are averaged over ``T``
+   (``reduce="mean"``) or returned with a ``T`` axis after ``B`` (``reduce=None``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Callable, Optional, Union, cast
+
+from einops import rearrange
+from torch import Tensor, nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
+
+from .fusion import FUSIONS, GateShiftFuse, make_fusion
+
+__all__ = ["Temporal", "TemporalSite", "default_sites", "is_temporal", "temporalize"]
+
+Where = Union[Iterable[str], Callable[[str, nn.Module], bool], None]
+Reduce = Optional[str]
+
+_REDUCES = ("mean", None)
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+# Children with these names are heads (they see pooled or final features) and stay 2D.
+HEAD_NAMES = frozenset({"classifier", "aux_classifier", "AuxLogits", "fc", "head", "heads"})
+# Children of a block with these names are its shortcut, not its residual branch.
+SHORTCUT_NAMES = frozenset({"downsample", "proj", "shortcut", "skip"})
+# The TSM reference shifts every other block when a ResNet stage is this deep (ResNet-101/152).
+_TSM_DEEP_STAGE = 23
+
+
+# --------------------------------------------------------------------------------------------------
+# Class swapping: a module becomes an instance of a subclass of its own class, so its parameter
+# names, attributes and isinstance checks survive. Like torch.nn.utils.parametrize, the subclass is
+# made on the fly (cached per class); unlike it, instances still pickle and deepcopy, through
+# __reduce_ex__, which rebuilds the subclass from importable classes.
+# --------------------------------------------------------------------------------------------------
+
+_SUBCLASSES: dict[tuple[type, ...], type] = {}
+
+
+def _swapped_class(chain: tuple[type, ...]) -> type:
+    """The class ``chain[0](chain[1](...(chain[-1])))``: mixins over an original module class."""
+    if chain not in _SUBCLASSES:
+        *mixins, original = chain
+        base = _swapped_class(tuple(chain[1:])) if len(mixins) > 1 else original
+        name = f"{getattr(mixins[0], 'prefix', '')}{original.__name__}"
+        _SUBCLASSES[chain] = type(name, (mixins[0], base), {"_chain": chain, "__module__": __name__})
+    return _SUBCLASSES[chain]
+
+
+def _rebuild(chain: tuple[type, ...]) -> nn.Module:
+    cls: Any = _swapped_class(chain)
+    return cls.__new__(cls)
+
+
+class _Swapped(nn.Module):
+    """Base of the mixins; pickles and deepcopies instances of the on-the-fly subclasses."""
+
+    prefix = ""
+    _chain: tuple[type, ...]
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return _rebuild, (self._chain,), self.__dict__.copy()
+
+
+def _swap(module: nn.Module, mixin: type) -> None:
+    chain = getattr(type(module), "_chain", (type(module),))
+    module.__class__ = _swapped_class((mixin, *chain))
+
+
+# --------------------------------------------------------------------------------------------------
+# The modules
+# --------------------------------------------------------------------------------------------------
+
+
+class TemporalSite(_Swapped):
+    """A layer with a fusion module on its input or output (mixed into the layer's own class).
+
+    The layer still sees and returns frame batches; only around the fusion module are they viewed as
+    clips, with ``T`` set by the enclosing :class:`Temporal` model before each call.
+
+    Shape:
+        - Input and output: the layer's, with ``B*T`` frames on the batch axis.
+    """
+
+    prefix = "Temporal"
+    fusion: nn.Module
+    T: int | None
+
+    def _fuse(self, frames: Tensor) -> Tensor:
+        T = self.T
+        if T is None:
+            raise RuntimeError("a fusion site runs only inside its temporalized model's forward (T unknown)")
+        if not isinstance(frames, Tensor) or frames.ndim != 4 or frames.shape[0] % T:
+            shape = tuple(frames.shape) if isinstance(frames, Tensor) else type(frames).__name__
+            raise ValueError(f"a fusion site expects frames (B*T, C, H, W) with T = {T}, got {shape}")
+        clip = rearrange(frames, "(b t) c h w -> b t c h w", t=T)
+        return rearrange(self.fusion(clip), "b t c h w -> (b t) c h w")
+
+    def forward(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        at = self.fusion.at
+        if at == "input":
+            x = self._fuse(x)
+        out = super().forward(x, *args, **kwargs)
+        return self._fuse(out) if at == "output" else out
+
+
+class Temporal(_Swapped):
+    """A temporalized model (mixed into the model's own class): clips in, frame-averaged outputs out.
+
+    Attributes:
+        temporal_sites: names of the layers that got a fusion module.
+        temporal_fusion: the fusion's name (``"gsf"``, ``"tsm"`` or ``"none"``).
+        temporal_reduce: ``"mean"`` or ``None``.
+        temporal_in_channels: ``in_channels`` of the first ``nn.Conv2d``, used to check clip layouts.
+
+    Shape:
+        - Input: ``(B, T, C, H, W)``, any ``T >= 1``.
+        - Output: the 2D model's output for each frame, averaged over ``T`` (``reduce="mean"``), or
+          with ``T`` after ``B`` (``reduce=None``), per key for dicts and per item for tuples.
+    """
+
+    prefix = "Temporal"
+    temporal_sites: tuple[str, ...]
+    temporal_fusion: str
+    temporal_reduce: Reduce
+    temporal_in_channels: int
+    _temporal_first_conv: str
+
+    def forward(self, clip: Any, *args: Any, **kwargs: Any) -> Any:
+        _check_clip(clip, self.temporal_in_channels, self._temporal_first_conv)
+        batch, T = clip.shape[:2]
+        for module in self.modules():
+            if isinstance(module, TemporalSite):
+                module.T = T
+        out = super().forward(rearrange(clip, "b t c h w -> (b t) c h w"), *args, **kwargs)
+        return per_frame(out, batch, T, self.temporal_reduce)
+
+    def extra_repr(self) -> str:
+        own = f"fusion={self.temporal_fusion!r}, reduce={self.temporal_reduce!r}, sites={len(self.temporal_sites)}"
+        base = super().extra_repr()
+        return f"{base}, {own}" if base else own
+
+
+def _check_clip(clip: Any, in_channels: int, first_conv: str) -> None:
+    if not isinstance(clip, Tensor):
+        raise TypeError(f"a temporalized model takes a clip tensor (B, T, C, H, W), got {type(clip).__name__}")
+    if clip.ndim == 4:
+        raise ValueError(
+            f"a temporalized model takes clips (B, T, C, H, W), got a 4-D batch {tuple(clip.shape)}; "
+            "images go through img2vid.wrap (or add a frame axis: x.unsqueeze(1))"
+        )
+    if clip.ndim != 5:
+        raise ValueError(f"a temporalized model takes clips (B, T, C, H, W), got shape {tuple(clip.shape)}")
+    if clip.shape[2] != in_channels:
+        raise ValueError(
+            f"expected clips (B, T, C, H, W) with C = {in_channels} (in_channels of the first conv "
+            f"{first_conv!r}), got shape {tuple(clip.shape)}; a (B, C, T, H, W) clip must be permuted "
+            "first: clip.transpose(1, 2)"
+        )
+    if clip.shape[1] < 1:
+        raise ValueError(f"expected T >= 1 frames, got shape {tuple(clip.shape)}")
+
+
+def per_frame(out: Any, batch: int, T: int, reduce: Reduce) -> Any:
+    """Give per-frame outputs ``(B*T, ...)`` a ``T`` axis, ``(B, T, ...)``, then reduce it.
+
+    Dicts are handled per key, tuples and lists (named tuples too) per item; ``None`` stays ``None``.
+    """
+    if out is None:
+        return None
+    if isinstance(out, Tensor):
+        if out.ndim == 0 or out.shape[0] != batch * T:
+            raise ValueError(
+                f"expected a per-frame output with B*T = {batch * T} rows, got shape {tuple(out.shape)}"
+            )
+        frames = rearrange(out, "(b t) ... -> b t ...", t=T)
+        return frames.mean(1) if reduce == "mean" else frames
+    if isinstance(out, Mapping):
+        mapping: Any = type(out)  # dict, OrderedDict ...: keep the model's own type
+        return mapping((key, per_frame(value, batch, T, reduce)) for key, value in out.items())
+    if isinstance(out, tuple) and hasattr(out, "_fields"):  # named tuple, e.g. InceptionOutputs
+        return type(out)(*(per_frame(item, batch, T, reduce) for item in out))
+    if isinstance(out, (tuple, list)):
+        return type(out)(per_frame(item, batch, T, reduce) for item in out)
+    raise TypeError(f"cannot split a model output of type {type(out).__name__} into frames")
+
+
+# --------------------------------------------------------------------------------------------------
+# Where the sites are
+# --------------------------------------------------------------------------------------------------
+
+
+def _weight_layers(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def _is_block(module: nn.Module) -> bool:
+    layers = _weight_layers(module)
+    return len(layers) >= 2 and any(isinstance(m, nn.Conv2d) for m in layers)
+
+
+def _has_stage(module: nn.Module) -> bool:
+    """Whether ``module`` holds a container with at least two blocks: it is a network, not a block."""
+    for m in module.modules():
+        if isinstance(m, _CONTAINERS) and sum(
+            1 for c in m.children() if not isinstance(c, _CONTAINERS) and _is_block(c)
+        ) >= 2:
+            return True
+    return False
+
+
+def _blocks(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
+    """Blocks, outermost first: modules with two or more conv/linear layers, one at least a Conv2d,
+    reached through containers and through modules that hold stages of blocks; heads are skipped."""
+    for name, child in module.named_children():
+        full = f"{prefix}{name}"
+        if name in HEAD_NAMES:
+            continue
+        if isinstance(child, _CONTAINERS) or _has_stage(child):
+            yield from _blocks(child, full + ".")
+        elif _is_block(child):
+            yield full, child
+
+
+def _branch_convs(block: nn.Module, prefix: str) -> list[tuple[str, nn.Conv2d]]:
+    """The block's Conv2d layers outside its shortcut, in registration order."""
+    convs: list[tuple[str, nn.Conv2d]] = []
+
+    def visit(module: nn.Module, path: str) -> None:
+        for name, child in module.named_children():
+            if module is block and name in SHORTCUT_NAMES:
+                continue
+            if isinstance(child, nn.Conv2d):
+                convs.append((f"{path}{name}", child))
+            visit(child, f"{path}{name}.")
+
+    visit(block, prefix)
+    return convs
+
+
+def _tsm_every_other(model: nn.Module) -> bool:
+    """The TSM reference shifts every other block if a ResNet stage has >= 23 blocks."""
+    return any(
+        isinstance(m, nn.Sequential)
+        and sum(isinstance(c, (BasicBlock, Bottleneck)) for c in m.children()) >= _TSM_DEEP_STAGE
+        for m in model.modules()
+    )
+
+
+def default_sites(model: nn.Module, fusion: str = "gsf") -> list[str]:
+    """The layers :func:`temporalize` fuses by default.
+
+    The generic rule, for any torchvision CNN:
+
+    - **Blocks** are found from the root through containers (``nn.Sequential``, ``nn.ModuleList``,
+      ``nn.ModuleDict``) and through modules that hold a stage (a container with two or more blocks).
+      A block is a module with at least two ``Conv2d``/``Linear`` layers, one at least a ``Conv2d``:
+      a ResNet ``BasicBlock``/``Bottleneck``, a MobileNet/EfficientNet inverted residual, a RegNet
+      ``ResBottleneckBlock``, a ConvNeXt ``CNBlock``, a DenseNet ``_DenseLayer``, an Inception module.
+      Children named like heads (:data:`HEAD_NAMES`: ``classifier``, ``aux_classifier``, ``fc``,
+      ``AuxLogits``...) are not searched.
+    - A block's **residual branch** is its ``Conv2d`` layers outside a shortcut child
+      (:data:`SHORTCUT_NAMES`: ``downsample``, ``proj``...). TSM shifts the input of the branch's
+      first ``Conv2d``; GSF (and ``"none"``) follows its last ``Conv2d``.
+    - A network without blocks (VGG) gets a site at every ``Conv2d`` but the first, which sees the
+      image.
+    - As in the TSM reference, TSM goes on every other ResNet block when a stage has 23 or more
+      blocks (ResNet-101/152).
+
+    Returns:
+        Module names, in the order of ``model.named_modules()``.
+    """
+    cls = _fusion_class(fusion)
+    blocks = list(_blocks(model))
+    sites: list[str] = []
+    if blocks:
+        every_other = cls.at == "input" and _tsm_every_other(model)
+        index_in_stage: dict[str, int] = {}
+        for name, block in blocks:
+            parent = name.rpartition(".")[0]
+            index = index_in_stage.get(parent, 0)
+            index_in_stage[parent] = index + 1
+            if every_other and isinstance(block, (BasicBlock, Bottleneck)) and index % 2:
+                continue
+            convs = _branch_convs(block, name + ".")
+            if convs:
+                sites.append(convs[0][0] if cls.at == "input" else convs[-1][0])
+    else:
+        all_convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+        sites = all_convs[1:]
+    order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+    return sorted(dict.fromkeys(sites), key=order.__getitem__)
+
+
+def _select(model: nn.Module, where: Where, fusion: str) -> list[str]:
+    if where is None:
+        return default_sites(model, fusion)
+    named = dict(model.named_modules())
+    if callable(where):
+        return [name for name, module in named.items() if name and where(name, module)]
+    if isinstance(where, str):
+        where = [where]
+    names = list(dict.fromkeys(where))
+    unknown = [name for name in names if name not in named or not name]
+    if unknown:
+        raise ValueError(f"where= names no module of {type(model).__name__}: {unknown}")
+    return names
+
+
+def _fusion_class(fusion: str) -> Any:
+    if fusion not in FUSIONS:
+        raise ValueError(f"unknown fusion {fusion!r}; choose one of {sorted(FUSIONS)}")
+    return FUSIONS[fusion]
+
+
+def _site_channels(name: str, module: nn.Module) -> int:
+    channels = getattr(module, "out_channels", None) or getattr(module, "num_features", None)
+    if not isinstance(channels, int):
+        raise ValueError(
+            f"GSF needs the channel count of site {name!r} ({type(module).__name__}); "
+            "choose layers with out_channels or num_features, e.g. nn.Conv2d or nn.BatchNorm2d"
+        )
+    return channels
+
+
+def is_temporal(model: nn.Module) -> bool:
+    """Whether ``model`` (or a part of it) was already temporalized."""
+    return any(isinstance(m, (Temporal, TemporalSite)) for m in model.modules())
+
+
+def temporalize(
+    model: nn.Module,
+    fusion: str = "gsf",
+    *,
+    reduce: Reduce = "mean",
+    where: Where = None,
+    **fusion_options: Any,
+) -> nn.Module:
+    """Turn a 2D CNN into a video network by inserting temporal fusion; edits ``model`` in place.
+
+    Args:
+        model: a 2D CNN taking ``(N, C, H, W)``, e.g. any torchvision classification or segmentation
+            model. Its weights, parameter names and class are kept (the class becomes a subclass).
+        fusion: ``"gsf"`` (Gate-Shift-Fuse, identity at initialisation), ``"tsm"`` (Temporal Shift),
+            or ``"none"`` (frames processed independently: the paper's "Augment" ablation).
+        reduce: ``"mean"`` averages per-frame outputs over ``T``; ``None`` returns them as
+            ``(B, T, ...)``.
+        where: the sites: module names, or a predicate ``(name, module) -> bool`` over
+            ``model.named_modules()``. Default: :func:`default_sites`. TSM shifts a site's input,
+            GSF fuses its output. Sites must be layers, not containers.
+        fusion_options: options of the fusion class: ``fold_div`` (TSM), ``fraction`` (GSF).
+
+    Returns:
+        ``model`` itself, now taking clips ``(B, T, C, H, W)``; ``model.temporal_sites`` lists the
+        layers that got a ``fusion`` child.
+
+    Raises:
+        ValueError: an unknown fusion or reduce, a model already temporalized, a model with no
+            ``Conv2d`` or no site, a bad ``where``.
+
+    Example:
+        >>> net = temporalize(torchvision.models.resnet18(num_classes=10), "gsf")
+        >>> net(torch.rand(2, 5, 3, 32, 32)).shape
+        torch.Size([2, 10])
+    """
+    _fusion_class(fusion)
+    if reduce not in _REDUCES:
+        raise ValueError(f"reduce must be one of ['mean', None], got {reduce!r}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"temporalize takes an nn.Module, got {type(model).__name__}")
+    if is_temporal(model):
+        raise ValueError(f"{type(model).__name__} is already temporalized; apply temporalize once, to the 2D model")
+    first_conv = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+    if first_conv is None:
+        raise ValueError(f"temporalize needs a 2D CNN, but {type(model).__name__} has no nn.Conv2d")
+    sites = _select(model, where, fusion)
+    if not sites:
+        raise ValueError(
+            f"found no site for temporal fusion in {type(model).__name__} (no block with two or more "
+            "conv/linear layers, and no Conv2d after the first); choose layers with where="
+        )
+    named = dict(model.named_modules())
+    for name in sites:
+        module = named[name]
+        if isinstance(module, _CONTAINERS) or module is model:
+            raise ValueError(f"site {name!r} is a {type(module).__name__}; choose a layer inside it")
+        if hasattr(module, "fusion"):
+            raise ValueError(f"site {name!r} already has an attribute 'fusion'")
+    # Build every fusion module before touching the model, so a bad option leaves it unchanged.
+    needs_channels = FUSIONS[fusion] is GateShiftFuse
+    fusions = [
+        make_fusion(fusion, _site_channels(name, named[name]) if needs_channels else None, **fusion_options)
+        for name in sites
+    ]
+    for name, fusion_module in zip(sites, fusions):
+        module = named[name]
+        _swap(module, TemporalSite)
+        module.add_module("fusion", fusion_module)
+        module.T = None
+    _swap(model, Temporal)
+    temporal = cast(Temporal, model)
+    temporal.temporal_sites = tuple(sites)
+    temporal.temporal_fusion = fusion
+    temporal.temporal_reduce = reduce
+    temporal.temporal_in_channels = first_conv[1].in_channels
+    temporal._temporal_first_conv = first_conv[0]
+    return temporal

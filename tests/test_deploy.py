@@ -1,0 +1,120 @@
+"""Deployment paths of a temporalized ResNet-18: torch.compile, torch.export, ONNX, AMP,
+channels_last, SyncBatchNorm. GSF gets a random residual scale so its whole path is exercised."""
+
+import copy
+
+import pytest
+import torch
+import torchvision.models as tvm
+from torch import nn
+from torch.testing import assert_close
+
+from img2vid.fusion import GateShiftFuse
+from img2vid.temporalize import temporalize
+
+# Small tensors: one intra-op thread is faster, and far faster on a busy machine (see conftest).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def temporal_resnet18(fusion: str) -> nn.Module:
+    torch.manual_seed(0)
+    model = temporalize(tvm.resnet18(num_classes=10), fusion)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, GateShiftFuse):
+                m.scale.normal_()
+    return model.eval()
+
+
+@pytest.fixture
+def clip():
+    return torch.rand(2, 3, 3, 32, 32)
+
+
+@pytest.mark.parametrize("fusion", ["tsm", "gsf"])
+def test_torch_export(fusion, clip):
+    model = temporal_resnet18(fusion)
+    program = torch.export.export(model, (clip,))
+    assert_close(program.module()(clip), model(clip))
+    other = torch.rand(2, 3, 3, 32, 32)
+    assert_close(program.module()(other), model(other))
+
+
+def test_torch_compile_forward_and_backward(clip):
+    """Dynamo captures the whole model in one graph (fullgraph: no breaks), through AOTAutograd."""
+    model = temporal_resnet18("gsf").train()
+    twin = copy.deepcopy(model)
+    compiled = torch.compile(twin, backend="aot_eager", fullgraph=True)
+    out, expected = compiled(clip), model(clip)
+    assert_close(out, expected)
+    out.sum().backward()
+    expected.sum().backward()
+    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+        assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fusion", ["tsm", "gsf"])
+def test_torch_compile_inductor(fusion, clip):
+    """Inductor's C++ code generation (about 90 s per model on 2 cores)."""
+    model = temporal_resnet18(fusion)
+    assert_close(torch.compile(model)(clip), model(clip), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("fusion", ["tsm", "gsf"])
+def test_onnx_export_runs_in_onnxruntime(fusion, clip):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    ort = pytest.importorskip("onnxruntime")
+    model = temporal_resnet18(fusion)
+    program = torch.onnx.export(model, (clip,), dynamo=True, verbose=False)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(program.model_proto.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {session.get_inputs()[0].name: clip.numpy()})
+    assert_close(torch.from_numpy(out), model(clip), rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_autocast_on_cpu(clip):
+    model = temporal_resnet18("gsf").train()
+    expected = model(clip)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(clip)
+    assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert_close(out.float(), expected, rtol=0.1, atol=0.1 * expected.abs().max().item())
+
+
+@pytest.mark.parametrize("fusion", ["tsm", "gsf"])
+def test_channels_last(fusion, clip):
+    model = temporal_resnet18(fusion)
+    expected = model(clip)
+    model = model.to(memory_format=torch.channels_last)
+    assert model.layer1[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert_close(model(clip), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_sync_batchnorm_conversion(clip):
+    """Conversion keeps the class, the names and the fusion modules (GSF's BN included). SyncBatchNorm
+    only runs in train mode on accelerators with a process group; eval mode runs anywhere."""
+    model = temporal_resnet18("gsf")
+    expected = model(clip)
+    keys = list(model.state_dict())
+    converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    assert type(converted).__name__ == "TemporalResNet" and list(converted.state_dict()) == keys
+    assert isinstance(converted.layer1[0].conv2.fusion.norm, nn.SyncBatchNorm)
+    assert isinstance(converted.bn1, nn.SyncBatchNorm)
+    assert_close(converted(clip), expected)
+
+
+def test_wrapped_model_exports():
+    """The whole pipeline (clip making with kornia warps, network, frame mean) is traceable too."""
+    from img2vid.wrap import wrap
+
+    torch.manual_seed(0)
+    model = wrap(tvm.resnet18(num_classes=5), "translate_x:0.1,rotate:5", T=3, fusion="tsm").eval()
+    images = torch.rand(2, 3, 32, 32)
+    program = torch.export.export(model, (images,))
+    assert_close(program.module()(images), model(images))
