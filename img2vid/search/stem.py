@@ -1,0 +1,375 @@
+"""The searchable stem: a DARTS-style cell of transformation edges in front of a video network.
+
+Each edge holds every candidate op of the search space and mixes their outputs with the softmax of its
+architecture logits ``τ`` (the paper's Eq. 1). Discretised, the cell is a *chain*: edge ``k`` gives
+step ``k`` of a :class:`~img2vid.Genotype`, which :class:`~img2vid.ImageToVideo` composes into one
+motion. ``docs/search.md`` explains why the cell composes instead of summing at its nodes.
+
+Relaxation (what :meth:`SearchableStem.forward` computes):
+    Let ``A[k, t]`` be the forward matrix of op ``t`` on edge ``k`` (the identity for pixel ops) and
+    ``w[k] = softmax(τ[k])``. The *context* of edge ``k`` is the rest of the chain at its expected
+    matrices ``Ā[j] = Σ_t w[j, t] A[j, t]``::
+
+        M[k, t] = Ā[K] ... Ā[k+1] · A[k, t] · Ā[k-1] ... Ā[1]
+
+    and frame ``p`` of the clip is the average over edges of each edge's Eq. 1 mixture, every term
+    resampled once, as ``ImageToVideo`` does::
+
+        clip[p] = 1/K Σ_k Σ_t w[k, t] · warp(Y[|p|], M[k, t]^p)
+
+    ``Y[r]`` is the image after ``r`` passes of the soft pixel chain (each edge mixes its pixel ops'
+    outputs with their weights and lets the affine weight through unchanged); it is the image itself
+    in a purely affine space. With one-hot weights every term is the discrete chain, so the stem gives
+    exactly ``ImageToVideo(stem.genotype())`` — the tests use that as the oracle.
+
+Memory:
+    All ops and frames of a chunk of edges go through one ``grid_sample``, and those warps are
+    recomputed in the backward pass (``torch.utils.checkpoint``), so the stem keeps only its input, a
+    few ``3 x 3`` matrices and its output clip, however many edges and ops it has; the transient peak
+    is one chunk (at most :attr:`SearchableStem.chunk_bytes`, or one edge if that is larger).
+
+Sampling is bilinear with zero padding, ``ImageToVideo``'s defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Callable, Union
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from ..functional import Frames, _sample, _sampling_grid, frame_powers
+from ..genotype import Genotype
+from ..ops import OPS, op_names
+
+__all__ = [
+    "SPACES",
+    "SearchableStem",
+    "arch_parameters",
+    "edge_list",
+    "find_stems",
+    "network_parameters",
+    "searchable_stem",
+]
+
+#: Named search spaces. ``"affine"`` is the paper's own (Sec. 3.2); ``"autoaugment"`` its first space,
+#: in the order the paper lists it (Sec. 3.1).
+SPACES: dict[str, tuple[str, ...]] = {
+    "affine": ("identity", "translate_x", "translate_y", "scale", "rotate"),
+    "autoaugment": (
+        "shear_x", "shear_y", "translate_x", "translate_y", "rotate", "auto_contrast", "invert", "equalize",
+        "solarize", "posterize", "color", "brightness", "sharpness", "cutout", "identity",
+    ),
+}
+
+Space = Union[str, Sequence[str]]
+
+
+def edge_list(nodes: int) -> list[tuple[int, int]]:
+    """The DARTS edges ``(i, j)``, ``0 <= i < j <= nodes``, in chain order: by ``j``, then by ``i``.
+
+    Node 0 is the input image; ``nodes`` intermediate nodes give ``nodes * (nodes + 1) / 2`` edges
+    (10 at ``nodes=4``, the paper's ``5^10``).
+    """
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
+        raise ValueError(f"expected an integer nodes >= 1, got {nodes!r}")
+    return [(i, j) for j in range(1, nodes + 1) for i in range(j)]
+
+
+def _resolve_space(space: Space) -> tuple[str, ...]:
+    if isinstance(space, str):
+        if space not in SPACES:
+            raise ValueError(f"unknown search space {space!r}; valid spaces are {sorted(SPACES)} or a list of "
+                             f"op names from {op_names()}")
+        return SPACES[space]
+    names = tuple(space)
+    if not names:
+        raise ValueError("a search space needs at least one op")
+    for name in names:
+        if not isinstance(name, str) or name not in OPS:
+            raise ValueError(f"unknown op {name!r} in the search space; valid ops are {op_names()}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"the search space names an op twice: {list(names)}")
+    return names
+
+
+def _signed_powers(matrix: Tensor, powers: Sequence[int]) -> Tensor:
+    """``M^p`` for each power, negative powers through ``M^-1``; differentiable in ``M``.
+
+    Shape:
+        - matrix: ``(*, 3, 3)``; output: ``(*, len(powers), 3, 3)``.
+    """
+    eye = torch.eye(3, dtype=matrix.dtype, device=matrix.device).expand_as(matrix)
+    ladders = {1: [eye], -1: [eye]}  # ladders[s][r] = M^(s r)
+    bases = {1: matrix, -1: torch.linalg.inv(matrix) if any(p < 0 for p in powers) else matrix}
+    for p in powers:
+        sign = 1 if p >= 0 else -1
+        while len(ladders[sign]) <= abs(p):
+            ladders[sign].append(bases[sign] @ ladders[sign][-1])
+    return torch.stack([ladders[1 if p >= 0 else -1][abs(p)] for p in powers], dim=-3)
+
+
+def _warp_edges(images: Tensor, backward: Tensor, weights: Tensor) -> Tensor:
+    """Eq. 1 mixtures of a few edges for every non-zero frame power, summed, in one ``grid_sample``.
+
+    Args:
+        images: the frame inputs ``Y[|p|]``, one per frame, or one shared by all frames (``G = 1``).
+        backward: per frame, edge and op, the matrix from output to input pixels, ``M[k, t]^-p``.
+        weights: per edge and op, the weight of the term (``w[k, t] / K``).
+
+    Shape:
+        - images: ``(G, B, C, H, W)`` with ``G`` 1 or ``F``; backward: ``(F, E, N, 3, 3)``;
+          weights: ``(E, N)``.
+        - Output: ``(B, F, C, H, W)``, the sum over the ``E`` edges.
+    """
+    groups, batch, channels, height, width = images.shape
+    frames = backward.shape[0]
+    terms = weights.numel()
+    grid = _sampling_grid(rearrange(backward, "f e n r c -> (f e n) r c"), height, width)  # (F*E*N, H, W, 2)
+    grid = grid.reshape(groups, -1, width, 2)  # (G, F/G * E * N * H, W, 2), rows ordered (f, e, n, h)
+    sampled = _sample(rearrange(images, "g b c h w -> g (b c) h w"), grid, "bilinear", "zeros")
+    # Contract the (edge, op) axis with one batched matrix product, without permuting the samples.
+    if groups == 1:  # (1, B*C, F*E*N*H, W) -> (B*C*F, E*N, H*W)
+        mixed = weights.reshape(1, 1, terms) @ sampled.reshape(batch * channels * frames, terms, height * width)
+        return rearrange(mixed, "(b c f) 1 (h w) -> b f c h w", b=batch, c=channels, h=height)
+    # (F, B*C, E*N*H, W) -> (F*B*C, E*N, H*W)
+    mixed = weights.reshape(1, 1, terms) @ sampled.reshape(frames * batch * channels, terms, height * width)
+    return rearrange(mixed, "(f b c) 1 (h w) -> b f c h w", b=batch, c=channels, h=height)
+
+
+class SearchableStem(nn.Module):
+    """A DARTS-style cell of transformation edges: images in, relaxed clips out (Sec. 3.1, Eq. 1).
+
+    Build it with :func:`searchable_stem`. Its upper-level parameters (Eq. 2) are :attr:`tau` and, with
+    ``learn_magnitudes=True``, :attr:`magnitudes`; :meth:`arch_parameters` lists them, and a network's
+    own weights never include them (see :func:`img2vid.search.network_parameters`).
+
+    Attributes:
+        ops: the candidate op names, in column order of :attr:`tau`.
+        edges: the DARTS edges ``(i, j)`` in chain order; edge ``k`` gives genotype step ``k``.
+        tau: ``(K, N)`` architecture logits (Eq. 1's ``τ``), initialised to ``1e-3 · randn`` as in DARTS.
+        magnitudes: ``(K, N)`` op magnitudes, from ``OPS[name].default``; a parameter when learnt.
+
+    Shape:
+        - Input: ``(B, C, H, W)`` float images in ``[0, 1]``.
+        - Output: ``(B, T, C, H, W)``; frame powers as :class:`~img2vid.ImageToVideo`'s.
+    """
+
+    #: Edges are warped in chunks whose samples take at most this many bytes (one edge at least).
+    chunk_bytes: int = 8 * 2**20
+
+    magnitudes: Tensor
+    _low: Tensor
+    _high: Tensor
+    _keep: Tensor
+    _fixed: Tensor
+
+    def __init__(
+        self,
+        ops: Sequence[str],
+        T: int = 5,
+        *,
+        nodes: int = 4,
+        learn_magnitudes: bool = False,
+        frames: Frames = "centered",
+    ) -> None:
+        super().__init__()
+        self.ops: tuple[str, ...] = _resolve_space(ops)
+        self.edges: tuple[tuple[int, int], ...] = tuple(edge_list(nodes))
+        self.powers: list[int] = frame_powers(T, frames)
+        self.T, self.nodes, self.frames = T, nodes, frames
+        self.learn_magnitudes = bool(learn_magnitudes)
+        num_edges, num_ops = len(self.edges), len(self.ops)
+
+        self.tau = nn.Parameter(1e-3 * torch.randn(num_edges, num_ops))
+        defaults = torch.tensor([OPS[name].default for name in self.ops]).expand(num_edges, num_ops).clone()
+        if self.learn_magnitudes:
+            self.magnitudes = nn.Parameter(defaults)
+        else:
+            self.register_buffer("magnitudes", defaults)
+        self.register_buffer("_low", torch.tensor([OPS[name].range[0] for name in self.ops]), persistent=False)
+        self.register_buffer("_high", torch.tensor([OPS[name].range[1] for name in self.ops]), persistent=False)
+        # Selection state (derive_genotype): ops masked out, and edges fixed to one op (-1: free).
+        self.register_buffer("_keep", torch.ones(num_edges, num_ops, dtype=torch.bool), persistent=False)
+        self.register_buffer("_fixed", torch.full((num_edges,), -1, dtype=torch.long), persistent=False)
+        self._affine = [OPS[name].kind == "affine" for name in self.ops]
+        self._pixel_columns = [t for t, affine in enumerate(self._affine) if not affine]
+        self._affine_columns = [t for t, affine in enumerate(self._affine) if affine]
+
+    # -- the upper level ---------------------------------------------------------------------------
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """``τ``, and the magnitudes when they are learnt: the upper level of Eq. 2."""
+        params = [self.tau]
+        if isinstance(self.magnitudes, nn.Parameter):
+            params.append(self.magnitudes)
+        return params
+
+    def weights(self) -> Tensor:
+        """The per-edge softmax of ``τ`` (Eq. 1), over the ops not masked out; a fixed edge is one-hot.
+
+        Shape:
+            - Output: ``(K, N)``, rows sum to one.
+        """
+        logits = self.tau.masked_fill(~self._keep, float("-inf"))
+        if not bool(self._keep.any(dim=1).all()):
+            raise RuntimeError("every op of an edge is masked out")
+        weights = torch.softmax(logits, dim=1)
+        fixed = self._fixed >= 0
+        if bool(fixed.any()):
+            one_hot = torch.nn.functional.one_hot(self._fixed.clamp(min=0), len(self.ops)).to(weights)
+            weights = torch.where(fixed.unsqueeze(1), one_hot, weights)
+        return weights
+
+    def op_magnitudes(self) -> Tensor:
+        """The magnitudes in use: learnt ones clamped to each op's range. Shape: ``(K, N)``."""
+        return torch.maximum(torch.minimum(self.magnitudes, self._high), self._low)
+
+    def genotype(self) -> Genotype:
+        """The naive arg-max of ``τ`` per edge, as a chain in edge order (kept for comparison;
+        :func:`~img2vid.search.derive_genotype` is the paper's selection)."""
+        return self.genotype_of(self.weights().argmax(dim=1).tolist())
+
+    def genotype_of(self, choices: Sequence[int]) -> Genotype:
+        """The chain that picks op ``choices[k]`` on edge ``k``, with the stem's magnitudes."""
+        magnitudes = self.op_magnitudes().detach().cpu()
+        steps: list[tuple[str, float] | str] = []
+        for k, t in enumerate(choices):
+            op = OPS[self.ops[t]]
+            if not op.takes_magnitude:
+                steps.append(op.name)
+                continue
+            value = _shortest(magnitudes[k, t])
+            steps.append((op.name, float(round(value)) if op.integer else value))
+        return Genotype(steps)
+
+    # -- the relaxed clip --------------------------------------------------------------------------
+
+    def _matrices(self, magnitudes: Tensor, height: int, width: int) -> Tensor:
+        """Forward matrix of every (edge, op); identity for pixel ops. Shape: ``(K, N, 3, 3)``."""
+        eye = torch.eye(3, dtype=magnitudes.dtype, device=magnitudes.device).expand(len(self.edges), 3, 3)
+        columns = [OPS[name].matrix(magnitudes[:, t], height, width) if self._affine[t] else eye
+                   for t, name in enumerate(self.ops)]
+        return torch.stack(columns, dim=1)
+
+    def _soft_pixel_pass(self, y: Tensor, weights: Tensor, magnitudes: Tensor) -> Tensor:
+        """One pass of the soft pixel chain: edge by edge, ``y <- a_k y + Σ_pixel w[k, t] op_t(y)``."""
+        for k in range(len(self.edges)):
+            mixed = y * weights[k, self._affine_columns].sum()
+            for t in self._pixel_columns:
+                mixed = mixed + weights[k, t] * OPS[self.ops[t]](y, magnitudes[k, t])
+            y = mixed
+        return y
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor) or x.ndim != 4 or not x.is_floating_point():
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"the stem takes float images (B, C, H, W), got {shape}")
+        _, _, height, width = x.shape
+        weights = self.weights().to(x.dtype)  # (K, N)
+        magnitudes = self.op_magnitudes().to(x.dtype)
+        matrices = self._matrices(magnitudes, height, width)  # (K, N, 3, 3)
+        num_edges = len(self.edges)
+
+        # Context of edge k: the expected matrices of the edges before (prefix) and after (suffix) it.
+        expected = torch.einsum("kn,knij->kij", weights, matrices)
+        eye = torch.eye(3, dtype=x.dtype, device=x.device)
+        prefix, suffix = [eye], [eye]
+        for k in range(num_edges - 1):
+            prefix.append(expected[k] @ prefix[-1])
+            suffix.append(suffix[-1] @ expected[num_edges - 1 - k])
+        in_context = torch.stack(suffix[::-1])[:, None] @ matrices @ torch.stack(prefix)[:, None]  # (K, N, 3, 3)
+
+        moving = [p for p in self.powers if p != 0]
+        # Frame inputs Y[|p|]: r passes of the soft pixel chain (just the image in an affine space).
+        passes = [x]
+        if self._pixel_columns:
+            for _ in range(max((abs(p) for p in self.powers), default=0)):
+                passes.append(self._checkpointed(self._soft_pixel_pass, passes[-1], weights, magnitudes))
+
+        frames: dict[int, Tensor] = {0: passes[0]}
+        if moving:
+            if self._pixel_columns:
+                images = torch.stack([passes[abs(p)] for p in moving])  # (F, B, C, H, W)
+            else:
+                images = x.unsqueeze(0)  # every frame warps the image itself: (1, B, C, H, W)
+            backward = rearrange(_signed_powers(in_context, [-p for p in moving]), "k n f r c -> f k n r c")
+            terms = weights / num_edges  # the mean over edges, folded into the Eq. 1 weights
+            # Edges go through grid_sample a few at a time, each chunk recomputed in backward, so the
+            # transient samples stay under chunk_bytes (or one edge's, if that is larger).
+            per_edge = x.numel() * len(moving) * len(self.ops) * x.element_size()
+            step = max(1, self.chunk_bytes // max(per_edge, 1))
+            mixed = None
+            for start in range(0, num_edges, step):
+                chunk = slice(start, start + step)
+                part = self._checkpointed(_warp_edges, images, backward[:, chunk], terms[chunk])
+                mixed = part if mixed is None else mixed + part
+            assert mixed is not None
+            frames.update({p: mixed[:, i] for i, p in enumerate(moving)})
+        return torch.stack([frames[p] for p in self.powers], dim=1)
+
+    def _checkpointed(self, fn: Callable[..., Tensor], *args: Tensor) -> Tensor:
+        # Recompute the cheap warps in backward rather than keep every op's clip (the paper's memory limit).
+        if torch.is_grad_enabled() and any(a.requires_grad for a in args):
+            return checkpoint(fn, *args, use_reentrant=False)
+        return fn(*args)
+
+    def extra_repr(self) -> str:
+        return (f"ops={list(self.ops)}, T={self.T}, nodes={self.nodes} ({len(self.edges)} edges), "
+                f"learn_magnitudes={self.learn_magnitudes}, frames={self.frames!r}")
+
+
+def searchable_stem(
+    space: Space = "affine",
+    T: int = 5,
+    *,
+    nodes: int = 4,
+    learn_magnitudes: bool = False,
+    frames: Frames = "centered",
+) -> SearchableStem:
+    """A searchable stem: ``(B, C, H, W) -> (B, T, C, H, W)``, a cell of mixed transformation edges.
+
+    Args:
+        space: ``"affine"`` (identity, translate_x, translate_y, scale, rotate: ``5^10`` choices at
+            ``nodes=4``), ``"autoaugment"`` (the paper's first space, 15 ops), or a list of op names.
+        T: frames per clip, ``>= 1``.
+        nodes: intermediate nodes of the cell; it has ``nodes * (nodes + 1) / 2`` edges.
+        learn_magnitudes: make the magnitudes (from ``OPS[name].default``) upper-level parameters too,
+            clamped to ``OPS[name].range``.
+        frames: ``"centered"`` or ``"forward"``, as in :class:`~img2vid.ImageToVideo`.
+
+    Shape:
+        - Input: ``(B, C, H, W)``; output: ``(B, T, C, H, W)``.
+
+    Example:
+        >>> stem = searchable_stem("affine", T=5)
+        >>> stem(torch.rand(2, 3, 32, 32)).shape
+        torch.Size([2, 5, 3, 32, 32])
+    """
+    return SearchableStem(_resolve_space(space), T, nodes=nodes, learn_magnitudes=learn_magnitudes, frames=frames)
+
+
+def _shortest(value: Tensor) -> float:
+    # A float32 magnitude of 0.05 reads 0.05, not 0.05000000074505806 (numpy prints the shortest repr).
+    return float(str(value.numpy())) if value.dtype == torch.float32 else float(value)
+
+
+def find_stems(model: nn.Module) -> list[SearchableStem]:
+    """Every :class:`SearchableStem` inside ``model`` (itself included)."""
+    return [m for m in model.modules() if isinstance(m, SearchableStem)]
+
+
+def network_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The lower-level weights of Eq. 2: every parameter of ``model`` that no stem lists as an
+    architecture parameter. Give these to the network optimiser."""
+    arch = {id(p) for stem in find_stems(model) for p in stem.arch_parameters()}
+    return [p for p in model.parameters() if id(p) not in arch]
+
+
+def arch_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The upper-level parameters of every stem inside ``model``."""
+    return [p for stem in find_stems(model) for p in stem.arch_parameters()]
+
