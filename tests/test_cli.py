@@ -1,0 +1,112 @@
+"""The command line: ``python -m img2vid demo`` / ``preview``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import PIL.Image
+import pytest
+
+from img2vid.__main__ import main
+
+
+@pytest.fixture
+def image_file(tmp_path):
+    # A white square on black, off-centre, so a translation visibly moves it.
+    array = np.zeros((20, 24, 3), dtype=np.uint8)
+    array[6:12, 4:10] = 255
+    path = tmp_path / "square.png"
+    PIL.Image.fromarray(array).save(path)
+    return path
+
+
+def _frames(strip: np.ndarray, T: int, width: int, height: int, gap: int = 2) -> list[np.ndarray]:
+    return [strip[gap:gap + height, gap + i * (width + gap):gap + i * (width + gap) + width] for i in range(T)]
+
+
+def test_preview_writes_a_png_strip_of_the_frames(image_file, tmp_path, capsys):
+    out = tmp_path / "sub" / "clip.png"
+    assert main(["preview", "--genotype", "translate_x:0.25", "--image", str(image_file), "-o", str(out),
+                 "--T", "3"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    strip = np.asarray(PIL.Image.open(out).convert("RGB"))
+    assert strip.shape == (20 + 4, 3 * 24 + 4 * 2, 3)
+    frames = _frames(strip, 3, 24, 20)
+    # centered frames: powers -1, 0, 1; the middle frame is the image; content moves right by 6 px.
+    np.testing.assert_array_equal(frames[1][..., 0], np.asarray(PIL.Image.open(image_file))[..., 0])
+    columns = [np.flatnonzero(frame[..., 0].max(0) > 127) for frame in frames]
+    assert [int(c.max()) for c in columns] == [9 - 6, 9, 9 + 6]
+    assert [int(c.min()) for c in columns] == [0, 4, 4 + 6]  # the left frame's square is cut at the border
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_preview_zoom_size_and_forward_frames(image_file, tmp_path):
+    out = tmp_path / "clip.png"
+    assert main(["preview", "--genotype", "rotate:10,scale:1.1", "--image", str(image_file), "-o", str(out),
+                 "--T", "4", "--frames", "forward", "--size", "10", "--zoom", "3"]) == 0
+    # shorter side 20 -> 10 (24 -> 12), each pixel drawn 3 x 3
+    assert PIL.Image.open(out).size == (4 * 36 + 5 * 2, 30 + 2 * 2)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--genotype", "teleport:1"], "unknown op"),
+        (["--genotype", "translate_x:abc"], "not a number"),
+        (["--genotype", "identity", "--T", "0"], "--T"),
+        (["--genotype", "identity", "--zoom", "0"], "--zoom"),
+    ],
+)
+def test_preview_bad_input_exits_with_a_clear_error(image_file, tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["preview", "--image", str(image_file), "-o", str(tmp_path / "x.png"), *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_preview_missing_or_unreadable_image(tmp_path, capsys):
+    out = str(tmp_path / "x.png")
+    with pytest.raises(SystemExit):
+        main(["preview", "--genotype", "identity", "--image", str(tmp_path / "nope.png"), "-o", out])
+    assert "is not a file" in capsys.readouterr().err
+    junk = tmp_path / "junk.png"
+    junk.write_text("not an image")
+    with pytest.raises(SystemExit):
+        main(["preview", "--genotype", "identity", "--image", str(junk), "-o", str(tmp_path / "x.png")])
+    assert "not an image" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [[], ["demo"], ["preview"]])
+def test_help_works_for_every_command(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage:" in text
+    if command == ["demo"]:
+        assert "--quick" in text and "--device" in text and "--out" in text and "--seeds" in text
+    if command == ["preview"]:
+        assert "--genotype" in text and "--image" in text and "--T" in text
+
+
+def test_no_command_is_an_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2
+
+
+def test_demo_rejects_bad_seeds(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--seeds", "0"])
+    assert exit_info.value.code == 2
+    assert "--seeds" in capsys.readouterr().err
+
+
+def test_python_dash_m_runs(image_file, tmp_path):
+    out = tmp_path / "clip.png"
+    done = subprocess.run([sys.executable, "-m", "img2vid", "preview", "--genotype", "translate_y:0.1", "--image",
+                           str(image_file), "-o", str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert out.is_file()

@@ -1,0 +1,369 @@
+"""Receptive fields: Eq. 8 on hand-computable networks, and the empirical RF of Sec. 3.2."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import sys
+
+import pytest
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock
+
+from img2vid import ImageToVideo
+from img2vid.functional import temporal_shift
+from img2vid.rf import RFLayer, empirical_rf, network_rf, rf_layers, rf_spread, save_rf_figure, theoretical_rf
+
+# --------------------------------------------------------------------------------------------------
+# Eq. 8
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("layers", "expected"),
+    [
+        ([], 1),
+        ([(3, 1)], 3),
+        ([(3, 1), (3, 1)], 5),
+        ([(3, 1)] * 4, 9),
+        ([(3, 2), (3, 1)], 7),  # 1 + 2 + 2 * 2
+        ([(7, 2), (3, 2), (3, 1)], 19),  # ResNet stem + max-pool + one 3x3: 1 + 6 + 2*2 + 2*4
+        ([(7, 2), (3, 2), (3, 1), (3, 1)], 27),
+        ([(2, 2), (2, 2), (2, 2)], 8),  # three 2x2/2 poolings tile the input exactly
+        ([(1, 4), (5, 1)], 17),  # 1 + 0 + 4 * 4
+    ],
+)
+def test_theoretical_rf_eq8_by_hand(layers, expected):
+    assert theoretical_rf(layers) == expected
+
+
+def test_theoretical_rf_accepts_any_iterable():
+    assert theoretical_rf(iter([(3, 1), (3, 1)])) == 5
+
+
+@pytest.mark.parametrize("bad", [[(0, 1)], [(3, 0)], [(3.0, 1)], [(3,)], [3], [(True, 1)]])
+def test_theoretical_rf_rejects_bad_layers(bad):
+    with pytest.raises(ValueError, match="layer 0"):
+        theoretical_rf(bad)
+
+
+def test_rf_layers_reads_kernel_stride_dilation_and_skips_pointwise():
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Sequential(nn.Conv2d(8, 8, (3, 5), stride=(1, 2), dilation=(2, 1)), nn.Dropout()),
+        nn.AvgPool2d(3, stride=1),
+    )
+    assert rf_layers(net) == [
+        RFLayer("0", (3, 3), (1, 1)),
+        RFLayer("3", (2, 2), (2, 2)),
+        RFLayer("4.0", (5, 5), (1, 2)),  # dilation 2 on a 3 tap kernel spans 5 rows
+        RFLayer("5", (3, 3), (1, 1)),
+    ]
+    # height: 1 + 2 + 1*1 + 4*2 + 2*2 = 16; width: 1 + 2 + 1*1 + 4*2 + 2*4 = 20
+    assert network_rf(net) == (16, 20)
+
+
+def test_network_rf_docstring_example():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, (3, 5)))
+    assert network_rf(net) == (8, 12)
+
+
+@pytest.mark.parametrize(
+    "module",
+    [BasicBlock(4, 4), nn.Linear(4, 4), nn.AdaptiveAvgPool2d(1), nn.ConvTranspose2d(4, 4, 3)],
+    ids=["residual", "linear", "global-pool", "transposed"],
+)
+def test_rf_layers_refuses_what_eq8_does_not_cover(module):
+    net = nn.Sequential(nn.Conv2d(4, 4, 3), module)
+    with pytest.raises(ValueError, match=rf"^1 \({type(module).__name__}\)"):
+        rf_layers(net)
+
+
+def _ones_net(*layers: nn.Module) -> nn.Sequential:
+    net = nn.Sequential(*layers)
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.ones_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return net
+
+
+def _support(erf: torch.Tensor) -> tuple[int, int]:
+    rows = torch.nonzero(erf.sum(dim=1) > 0).flatten()
+    cols = torch.nonzero(erf.sum(dim=0) > 0).flatten()
+    return int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [
+        lambda: (nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3)),
+        lambda: (nn.Conv2d(1, 2, 3, stride=2), nn.Conv2d(2, 2, 3), nn.AvgPool2d(2), nn.Conv2d(2, 1, 3)),
+        lambda: (nn.Conv2d(1, 2, (3, 5), dilation=(2, 1)), nn.AvgPool2d(2), nn.Conv2d(2, 1, (5, 3), stride=2)),
+    ],
+    ids=["two-convs", "strided", "dilated-rectangular"],
+)
+def test_gradient_support_equals_eq8(layers):
+    # A linear network with positive weights: every input pixel in the theoretical RF has a nonzero
+    # gradient, and none outside it, so the ERF's support must be Eq. 8 exactly.
+    net = _ones_net(*layers())
+    erf = empirical_rf(net, (1, 41, 41), samples=1)
+    assert _support(erf) == network_rf(net)
+
+
+# --------------------------------------------------------------------------------------------------
+# Empirical receptive field
+# --------------------------------------------------------------------------------------------------
+
+
+def test_rf_spread_by_hand():
+    erf = torch.zeros(5, 9)
+    erf[2, 4] = 1.0
+    assert rf_spread(erf) == (0.0, 0.0)
+    erf = torch.zeros(5, 9)
+    erf[2, 0] = erf[2, 4] = 1.0  # two equal points 4 px apart along x: sigma_x = 2
+    sy, sx = rf_spread(erf)
+    assert sy == 0.0 and sx == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="non-negative"):
+        rf_spread(-erf)
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        rf_spread(torch.ones(1, 3, 3))
+
+
+class FrameNet(nn.Module):
+    """A tiny temporal network: per-frame 3x3 convs with a temporal shift between them (TSM, "in-place").
+
+    Shape: ``(B, T, 1, H, W) -> (B, T, K, H, W)``; with ``shift=False`` it is the 2D network per frame.
+    """
+
+    def __init__(self, shift: bool, channels: int = 8) -> None:
+        super().__init__()
+        self.shift = shift
+        self.conv1 = nn.Conv2d(1, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv3 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def features2d(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv3(torch.relu(self.conv2(torch.relu(self.conv1(x)))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t = x.shape[:2]
+        y = torch.relu(self.conv1(x.flatten(0, 1)))
+        if self.shift:
+            y = temporal_shift(y.unflatten(0, (b, t)), fold_div=4).flatten(0, 1)
+        y = self.conv3(torch.relu(self.conv2(y)))
+        return y.unflatten(0, (b, t))
+
+
+class TwoD(nn.Module):
+    def __init__(self, frame_net: FrameNet) -> None:
+        super().__init__()
+        self.frame_net = frame_net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.frame_net.features2d(x)
+
+
+def _nets(seed: int = 0, inits: int = 3) -> list[FrameNet]:
+    torch.manual_seed(seed)
+    return [FrameNet(shift=True) for _ in range(inits)]
+
+
+def test_video_without_fusion_has_the_2d_erf():
+    # Frame of power 0 is the image itself; with no fusion it sees nothing of the other frames.
+    nets = _nets()
+    for net in nets:
+        net.shift = False
+    video = ImageToVideo("translate_x:0.15", T=3)
+    erf_video = empirical_rf(nets, (1, 33, 33), video=video)
+    erf_2d = empirical_rf([TwoD(n) for n in nets], (1, 33, 33))
+    torch.testing.assert_close(erf_video, erf_2d, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(("genotype", "wide_axis"), [("translate_x:0.15", 1), ("translate_y:0.15", 0)])
+def test_translation_with_temporal_shift_widens_the_erf_along_its_axis_only(genotype, wide_axis):
+    nets = _nets()
+    erf_2d = empirical_rf([TwoD(n) for n in nets], (1, 33, 33))
+    erf_tsm = empirical_rf(nets, (1, 33, 33), video=ImageToVideo(genotype, T=3))
+    spread_2d, spread_tsm = rf_spread(erf_2d), rf_spread(erf_tsm)
+    other = 1 - wide_axis
+    # A shift of 0.15 * 33 ~ 5 px per frame puts the neighbours' RFs next to the centre's (Fig. 4).
+    assert spread_tsm[wide_axis] > 1.5 * spread_2d[wide_axis]
+    assert spread_tsm[other] == pytest.approx(spread_2d[other], rel=0.1)
+    # And the extra mass sits where the neighbouring frames' content came from: ~5 px left and right.
+    profile = erf_tsm.sum(dim=other)
+    centre = 16
+    assert profile[centre - 5] > 5 * erf_2d.sum(dim=other)[centre - 5]
+    assert profile[centre + 5] > 5 * erf_2d.sum(dim=other)[centre + 5]
+
+
+def test_identity_clip_with_temporal_shift_keeps_the_2d_shape():
+    # Replica (Table 5): every frame is the image, so fusion mixes copies and the RF keeps its shape.
+    nets = _nets()
+    erf_2d = empirical_rf([TwoD(n) for n in nets], (1, 33, 33))
+    erf_rep = empirical_rf(nets, (1, 33, 33), video=ImageToVideo("identity", T=3))
+    for a, b in zip(rf_spread(erf_rep), rf_spread(erf_2d)):
+        assert a == pytest.approx(b, rel=0.1)
+
+
+def test_erf_is_normalised_and_leaves_the_model_alone():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1))
+    net.train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    erf = empirical_rf(net, (3, 15, 15), samples=4)
+    assert erf.shape == (15, 15) and erf.max() == pytest.approx(1.0) and erf.min() >= 0
+    assert empirical_rf(net, (3, 15, 15), samples=4, normalize="sum").sum() == pytest.approx(1.0)
+    raw = empirical_rf(net, (3, 15, 15), samples=4, normalize=None)
+    torch.testing.assert_close(raw / raw.max(), erf)
+    assert net.training
+    assert all(p.grad is None for p in net.parameters())
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(value, before[key])  # eval mode: running stats untouched
+    # An explicit batch gives the same as the same images drawn from the seed.
+    x = torch.randn(4, 3, 15, 15, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(empirical_rf(net, x), erf)
+
+
+def test_erf_errors_are_clear():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with pytest.raises(ValueError, match="spatial output"):
+        empirical_rf(net, (1, 9, 9))
+    conv = nn.Conv2d(1, 2, 3)
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        empirical_rf(conv, (9, 9))
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        empirical_rf(conv, torch.randn(1, 9, 9))
+    with pytest.raises(ValueError, match="normalize"):
+        empirical_rf(conv, (1, 9, 9), normalize="l2")
+    with pytest.raises(ValueError, match="frame"):
+        empirical_rf(FrameNet(shift=True), (1, 9, 9), video=ImageToVideo("identity", T=3), frame=3)
+    dead = nn.Conv2d(1, 2, 3)
+    nn.init.zeros_(dead.weight)
+    with pytest.raises(ValueError, match="zero everywhere"):
+        empirical_rf(dead, (1, 9, 9))
+    with pytest.raises(ValueError, match=r"nn\.Module"):
+        empirical_rf([], (1, 9, 9))
+
+
+def test_erf_reads_dict_outputs():
+    class Seg(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+        def forward(self, x):
+            return {"out": self.conv(x), "aux": x}
+
+    erf = empirical_rf(Seg(), (1, 9, 9), samples=2)
+    assert _support(erf) == (3, 3)
+
+
+def test_save_rf_figure_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    erf = torch.rand(12, 12)
+    path = save_rf_figure({"2D": erf, "GSF": erf.T}, tmp_path / "deep" / "rf.png", title="t")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    single = save_rf_figure(erf, tmp_path / "one.png")
+    assert single.stat().st_size > 1000
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        save_rf_figure({"bad": torch.rand(3)}, tmp_path / "bad.png")
+
+
+def test_save_rf_figure_without_matplotlib_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError, match=r"img2vid\[demo\]"):
+        save_rf_figure(torch.rand(4, 4), tmp_path / "x.png")
+
+
+# --------------------------------------------------------------------------------------------------
+# Through the library's own temporal networks (issue 3), once they exist
+# --------------------------------------------------------------------------------------------------
+
+needs_temporalize = pytest.mark.skipif(
+    importlib.util.find_spec("img2vid.temporalize") is None, reason="img2vid.temporalize has not landed yet"
+)
+
+
+class TinyConvNet(nn.Module):
+    """Four 3x3 convolutions, no blocks: temporalize's generic rule fuses at every conv but the first.
+
+    Shape: ``(N, 1, H, W) -> (N, 8, H, W)`` (dense, same size).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.conv3 = nn.Conv2d(8, 8, 3, padding=1)
+        self.conv4 = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.conv4(torch.relu(self.conv3(x)))
+
+
+def _tiny(inits: int = 3) -> list[TinyConvNet]:
+    torch.manual_seed(0)
+    return [TinyConvNet() for _ in range(inits)]
+
+
+def _temporal(nets, fusion: str, opened: bool = False):
+    from img2vid.fusion import GateShiftFuse
+    from img2vid.temporalize import temporalize
+
+    out = []
+    for net in nets:
+        video_net = temporalize(copy.deepcopy(net), fusion, reduce=None)
+        if opened:
+            # GSF is the identity at init (zero residual scale) and its tanh gates start near 0; open
+            # both, as training would, so the fused channels really carry the neighbours' features.
+            for module in video_net.modules():
+                if isinstance(module, GateShiftFuse):
+                    nn.init.ones_(module.scale)
+                    nn.init.constant_(module.gate_bias, 3.0)
+        out.append(video_net)
+    return out
+
+
+@needs_temporalize
+@pytest.mark.parametrize(("fusion", "opened"), [("tsm", False), ("gsf", True)])
+def test_temporalized_translation_widens_the_erf_along_x_only(fusion, opened):
+    nets = _tiny()
+    erf_2d = empirical_rf(nets, (1, 33, 33))
+    video = ImageToVideo("translate_x:0.15", T=3)
+    erf_video = empirical_rf(_temporal(nets, fusion, opened), (1, 33, 33), video=video)
+    (sy2, sx2), (sy, sx) = rf_spread(erf_2d), rf_spread(erf_video)
+    assert sx > 1.5 * sx2, (sx, sx2)  # measured: TSM 4.4 vs 2.0, opened GSF 4.0 vs 2.0
+    assert sy == pytest.approx(sy2, rel=0.1)
+    # The same network on an identity clip (Replica) keeps the 2D shape: the motion does the reshaping.
+    erf_replica = empirical_rf(_temporal(nets, fusion, opened), (1, 33, 33), video=ImageToVideo("identity", T=3))
+    for a, b in zip(rf_spread(erf_replica), rf_spread(erf_2d)):
+        assert a == pytest.approx(b, rel=0.1)
+
+
+@needs_temporalize
+def test_gsf_at_initialisation_leaves_the_erf_2d():
+    nets = _tiny()
+    erf_2d = empirical_rf(nets, (1, 33, 33))
+    erf_gsf = empirical_rf(_temporal(nets, "gsf"), (1, 33, 33), video=ImageToVideo("translate_x:0.15", T=3))
+    torch.testing.assert_close(erf_gsf, erf_2d, rtol=1e-4, atol=1e-6)
+
+
+@needs_temporalize
+def test_erf_through_wrap_undoes_the_motion_without_fusion_and_reshapes_with_it():
+    from img2vid.wrap import wrap
+
+    nets = _tiny()
+    erf_2d = empirical_rf(nets, (1, 30, 30))
+    # translate_x 0.2 of 30 px = 6 px exactly: frames and their inverse warps are exact pixel shifts.
+    plain = [wrap(copy.deepcopy(n), "translate_x:0.2", T=3, fusion="none") for n in nets]
+    torch.testing.assert_close(empirical_rf(plain, (1, 30, 30)), erf_2d, rtol=1e-4, atol=1e-5)
+    shifted = [wrap(copy.deepcopy(n), "translate_x:0.2", T=3, fusion="tsm") for n in nets]
+    (sy2, sx2), (sy, sx) = rf_spread(erf_2d), rf_spread(empirical_rf(shifted, (1, 30, 30)))
+    assert sx > 1.3 * sx2, (sx, sx2)
+    assert sy == pytest.approx(sy2, rel=0.1)
