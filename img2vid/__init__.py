@@ -5,10 +5,13 @@ network by temporal fusion (:func:`temporalize`); :func:`wrap` does both in one 
 itself is found by differentiable search (:func:`searchable_stem`, :func:`derive_genotype`).
 """
 
-from . import functional
+from . import functional, fusion, rf, search
 from .genotype import Genotype
 from .ops import OPS
+from .search import derive_genotype, searchable_stem
+from .temporalize import temporalize
 from .video import ImageToVideo
+from .wrap import wrap
 
 __version__ = "0.1.0.dev0"
 
@@ -17,5 +20,12 @@ __all__ = [
     "Genotype",
     "ImageToVideo",
     "__version__",
+    "derive_genotype",
     "functional",
+    "fusion",
+    "rf",
+    "search",
+    "searchable_stem",
+    "temporalize",
+    "wrap",
 ]

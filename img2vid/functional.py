@@ -248,11 +248,12 @@ def image_to_video(
     ):
         raise ValueError(f"ops 'color' and 'sharpness' need 1 or 3 channels, got {channels}")
     if not pixel_steps:
-        # One input image per clip: sample all T frames from it with one tall grid, so the input is
-        # never copied T times. (1, B*C, H, W) x (1, T*H, W, 2) -> (1, B*C, T*H, W).
-        sampled = _sample(rearrange(work, "b c h w -> 1 (b c) h w"),
-                          rearrange(grid, "t h w xy -> 1 (t h) w xy"), mode, padding_mode)
-        clip = rearrange(sampled, "1 (b c) (t h) w -> b t c h w", b=batch, t=T)
+        # One input image per clip: sample all T frames from it with one tall grid, shared by the
+        # batch (a stride-0 view), so the input is never copied T times and the kernel still runs in
+        # parallel over B. (B, C, H, W) x (B, T*H, W, 2) -> (B, C, T*H, W).
+        tall = rearrange(grid, "t h w xy -> 1 (t h) w xy").expand(batch, -1, -1, -1)
+        sampled = _sample(work, tall, mode, padding_mode)
+        clip = rearrange(sampled, "b c (t h) w -> b t c h w", t=T)
     else:
         # Pixel steps make frames of different |p| different images: p applications, then one warp.
         variants = [work]

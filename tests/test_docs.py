@@ -1,4 +1,8 @@
-"""The Python snippets of the README and the docs run as written, so they never rot."""
+"""The Python snippets of the README and the docs run as written, so they never rot.
+
+Blocks fenced ``python`` run; blocks fenced ``py`` are illustrations that need what a test cannot have
+(downloaded weights, a user's checkpoint).
+"""
 
 import re
 from pathlib import Path

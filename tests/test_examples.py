@@ -22,6 +22,11 @@ def test_image_to_video(tmp_path):
     assert (tmp_path / "clips.png").stat().st_size > 0
 
 
+def test_das_search_quick(tmp_path):
+    run("das_search.py", "--quick", "--out", "g.json", cwd=tmp_path)
+    assert (tmp_path / "g.json").exists()
+
+
 @pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("*.py")))
 def test_help(script, tmp_path):
     assert "usage" in run(script, "--help", cwd=tmp_path).lower()
