@@ -8,6 +8,7 @@ Convention:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, Union
 
 import torch
@@ -84,16 +85,15 @@ def compose(
     return matrix
 
 
-def matrix_powers(matrix: Tensor, powers: list[int]) -> Tensor:
-    """``M^p`` for each power; negative powers are powers of ``M^-1``.
+def matrix_powers(matrix: Tensor, powers: Sequence[int]) -> Tensor:
+    """``M^p`` for each power; negative powers are powers of ``M^-1``. Differentiable in ``M``.
 
     Shape:
-        - matrix: ``(3, 3)``; output: ``(len(powers), 3, 3)``.
+        - matrix: ``(*, 3, 3)``; output: ``(*, len(powers), 3, 3)``.
     """
-    forward = matrix
     backward = torch.linalg.inv(matrix) if any(p < 0 for p in powers) else matrix
-    # A handful of 3x3 products; the cost is nothing next to one warp.
-    return torch.stack([torch.linalg.matrix_power(forward if p >= 0 else backward, abs(p)) for p in powers])
+    # A handful of small products; the cost is nothing next to one warp.
+    return torch.stack([torch.linalg.matrix_power(matrix if p >= 0 else backward, abs(p)) for p in powers], dim=-3)
 
 
 def video_matrices(

@@ -41,7 +41,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ..functional import Frames, _sample, _sampling_grid, frame_powers
+from ..functional import Frames, _sample, _sampling_grid, frame_powers, matrix_powers
 from ..genotype import Genotype
 from ..ops import OPS, op_names
 
@@ -94,22 +94,6 @@ def _resolve_space(space: Space) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise ValueError(f"the search space names an op twice: {list(names)}")
     return names
-
-
-def _signed_powers(matrix: Tensor, powers: Sequence[int]) -> Tensor:
-    """``M^p`` for each power, negative powers through ``M^-1``; differentiable in ``M``.
-
-    Shape:
-        - matrix: ``(*, 3, 3)``; output: ``(*, len(powers), 3, 3)``.
-    """
-    eye = torch.eye(3, dtype=matrix.dtype, device=matrix.device).expand_as(matrix)
-    ladders = {1: [eye], -1: [eye]}  # ladders[s][r] = M^(s r)
-    bases = {1: matrix, -1: torch.linalg.inv(matrix) if any(p < 0 for p in powers) else matrix}
-    for p in powers:
-        sign = 1 if p >= 0 else -1
-        while len(ladders[sign]) <= abs(p):
-            ladders[sign].append(bases[sign] @ ladders[sign][-1])
-    return torch.stack([ladders[1 if p >= 0 else -1][abs(p)] for p in powers], dim=-3)
 
 
 def _warp_edges(images: Tensor, backward: Tensor, weights: Tensor) -> Tensor:
@@ -296,7 +280,7 @@ class SearchableStem(nn.Module):
                 images = torch.stack([passes[abs(p)] for p in moving])  # (F, B, C, H, W)
             else:
                 images = x.unsqueeze(0)  # every frame warps the image itself: (1, B, C, H, W)
-            backward = rearrange(_signed_powers(in_context, [-p for p in moving]), "k n f r c -> f k n r c")
+            backward = rearrange(matrix_powers(in_context, [-p for p in moving]), "k n f r c -> f k n r c")
             terms = weights / num_edges  # the mean over edges, folded into the Eq. 1 weights
             # Edges go through grid_sample a few at a time, each chunk recomputed in backward, so the
             # transient samples stay under chunk_bytes (or one edge's, if that is larger).

@@ -7,8 +7,8 @@ from torch.func import functional_call
 from torch.testing import assert_close
 
 import img2vid as i2v
+from img2vid.functional import matrix_powers
 from img2vid.search import SPACES, network_parameters, searchable_stem
-from img2vid.search.stem import _signed_powers
 
 NON_RANDOM_OPS = [name for name in i2v.OPS if name != "cutout"]
 
@@ -160,9 +160,9 @@ def test_saved_activations_do_not_grow_with_edges_and_ops():
     assert _saved_bytes(lambda: plain(x)) > 10 * large
 
 
-def test_signed_powers():
+def test_batched_matrix_powers():
     m = torch.tensor([[1.1, 0.2, 3.0], [-0.1, 0.9, 1.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
-    out = _signed_powers(m, [-2, 0, 3])
+    out = matrix_powers(m.expand(4, 3, 3), [-2, 0, 3])[2]
     assert_close(out[0], torch.linalg.matrix_power(torch.linalg.inv(m), 2))
     assert_close(out[1], torch.eye(3, dtype=torch.float64))
     assert_close(out[2], torch.linalg.matrix_power(m, 3))
