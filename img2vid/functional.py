@@ -8,7 +8,8 @@ Convention:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Literal, Union
 
 import torch
@@ -224,6 +225,23 @@ def image_to_video(
     genotype = as_genotype(genotype)
     powers = frame_powers(T, frames)
     mode = _check_options(interpolation, padding_mode)
+    return _image_to_video(x, genotype, powers, partial(_frames_grid, genotype, powers), mode, padding_mode, pixel_ops)
+
+
+GridFor = Callable[[int, int, torch.dtype, torch.device], Tensor]
+
+
+def _frames_grid(genotype: Genotype, powers: Sequence[int], height: int, width: int, dtype: torch.dtype,
+                 device: torch.device) -> Tensor:
+    """Where each frame samples the image: frame ``t`` through ``M^-p(t)``. Shape: ``(T, H, W, 2)``."""
+    motion = compose(genotype, height, width, dtype=dtype, device=device)
+    return _sampling_grid(matrix_powers(motion, [-p for p in powers]), height, width)
+
+
+def _image_to_video(x: Tensor, genotype: Genotype, powers: Sequence[int], grid_for: GridFor, mode: str,
+                    padding_mode: str, pixel_ops: bool) -> Tensor:
+    """:func:`image_to_video` with options checked and the frames' grid made by ``grid_for``."""
+    T = len(powers)
     _check_image(x)
     unbatched = x.ndim == 3
     if unbatched:
@@ -239,8 +257,7 @@ def image_to_video(
     if work.dtype in (torch.float16, torch.bfloat16) and work.device.type == "cpu":
         work = work.float()  # CPU grid_sample has no reliable half kernel; the result is cast back
 
-    motion = compose(genotype, height, width, dtype=work.dtype, device=work.device)
-    grid = _sampling_grid(matrix_powers(motion, [-p for p in powers]), height, width)  # (T, H, W, 2)
+    grid = grid_for(height, width, work.dtype, work.device)  # (T, H, W, 2)
 
     pixel_steps = pixel_ops and not genotype.is_affine
     if pixel_steps and channels not in (1, 3) and any(

@@ -18,6 +18,12 @@ from .genotype import Genotype, GenotypeLike, as_genotype
 __all__ = ["ImageToVideo"]
 
 
+def _is_tracing() -> bool:
+    """Inside torch.compile / torch.export, where a kept tensor must not leak into or out of a graph."""
+    is_compiling = getattr(torch.compiler, "is_compiling", None)
+    return bool(is_compiling is not None and is_compiling())
+
+
 class ImageToVideo(v2.Transform):
     """Turn each image into a clip of ``T`` frames by repeating one motion.
 
@@ -72,6 +78,11 @@ class ImageToVideo(v2.Transform):
         # Validate every option now, not at the first batch.
         I2VF.frame_powers(T, frames)
         I2VF._check_options(interpolation, padding_mode)
+        self._grid_cache: tuple[tuple, Tensor] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        return {**state, "_grid_cache": None}  # the grid is remade where the copy runs
 
     @property
     def powers(self) -> list[int]:
@@ -109,20 +120,36 @@ class ImageToVideo(v2.Transform):
                 f"images must be float (values in [0, 1]) or uint8, got {inpt.dtype}; "
                 "wrap label maps in tv_tensors.Mask"
             )
-        clip = I2VF.image_to_video(
-            inpt.as_subclass(Tensor),
-            self.genotype,
-            self.T,
-            frames=self.frames,
-            interpolation="nearest" if is_mask else self.interpolation,
-            padding_mode=self.padding_mode,
-            pixel_ops=not is_mask,
-        )
+        clip = self._clip(inpt.as_subclass(Tensor), "nearest" if is_mask else self.interpolation,
+                          pixel_ops=not is_mask)
         if is_mask:
             return tv_tensors.Mask(clip)
         if isinstance(inpt, tv_tensors.Image):
             return tv_tensors.Video(clip)
         return clip
+
+    def _clip(self, x: Tensor, interpolation: Interpolation, pixel_ops: bool = True) -> Tensor:
+        """:func:`img2vid.functional.image_to_video` with this transform's options and grid."""
+        mode = I2VF._check_options(interpolation, self.padding_mode)
+        return I2VF._image_to_video(x, self.genotype, self.powers, self._frames_grid, mode, self.padding_mode,
+                                    pixel_ops)
+
+    def _frames_grid(self, height: int, width: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """The frames' sampling grid, kept for the last image size and remade when anything changes.
+
+        A genotype's motion is fixed, so the grid is the same for every batch of one size: keeping it
+        spares composing the matrices and building the grid on each call (a third of a small clip's
+        time). Tensor magnitudes (which may carry gradients) and traced calls always build a fresh one.
+        """
+        key = (self.genotype, self.T, self.frames, height, width, dtype, device)
+        cacheable = not _is_tracing() and not any(isinstance(m, Tensor) for _, m in self.genotype)
+        if not cacheable:
+            return I2VF._frames_grid(self.genotype, self.powers, height, width, dtype, device)
+        if self._grid_cache is None or self._grid_cache[0] != key:
+            with torch.inference_mode(False):  # a normal tensor even if first made in inference mode
+                grid = I2VF._frames_grid(self.genotype, self.powers, height, width, dtype, device)
+            self._grid_cache = (key, grid)
+        return self._grid_cache[1]
 
     def extra_repr(self) -> str:
         options = [f"genotype='{self.genotype}'", f"T={self.T}", f"frames={self.frames!r}"]

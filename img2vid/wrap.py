@@ -13,7 +13,6 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from . import functional as I2VF
 from .functional import Frames
 from .genotype import GenotypeLike
 from .temporalize import _swap, _Swapped, temporalize
@@ -42,9 +41,8 @@ class Wrapped(_Swapped):
             shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
             raise ValueError(f"a wrapped model takes images (B, C, H, W), got {shape}")
         video = self.image_to_video
-        # The functional form: plain tensor code (no transform dispatch), so compile/export see it.
-        clip = I2VF.image_to_video(images, video.genotype, video.T, frames=video.frames,
-                                   interpolation=video.interpolation, padding_mode=video.padding_mode)
+        # Plain tensor code (no transform dispatch), so compile/export see it.
+        clip = video._clip(images, video.interpolation)
         per_frame = super().forward(clip, *args, **kwargs)  # (B, T, ...) per output
         return undo_and_average(per_frame, video, images.shape[-2:])
 

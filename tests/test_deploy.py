@@ -117,4 +117,7 @@ def test_wrapped_model_exports():
     model = wrap(tvm.resnet18(num_classes=5), "translate_x:0.1,rotate:5", T=3, fusion="tsm").eval()
     images = torch.rand(2, 3, 32, 32)
     program = torch.export.export(model, (images,))
+    # Tracing builds the clip's grid in the graph and keeps nothing traced on the transform.
+    assert model.image_to_video._grid_cache is None
     assert_close(program.module()(images), model(images))
+    assert type(model.image_to_video._grid_cache[1]) is torch.Tensor  # eager calls keep a real grid

@@ -285,3 +285,40 @@ def test_functional_warp_matches_torchvision_per_image():
         assert_close(out[i], TF.rotate(x[i], angle, interpolation=BILINEAR), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match=r"\(N, 3, 3\)"):
         i2v.functional.warp(x, torch.eye(2))
+
+
+def test_kept_grid_is_remade_when_size_dtype_or_genotype_changes():
+    video = ImageToVideo("rotate:10,translate_x:0.1", T=3)
+    for shape, dtype in [((2, 3, H, W), torch.float32), ((2, 3, H, W), torch.float32), ((1, 3, W, H), torch.float32),
+                         ((2, 1, H, W), torch.float64), ((2, 3, H, W), torch.float32)]:
+        x = torch.rand(shape, dtype=dtype)
+        assert_close(video(x), i2v.functional.image_to_video(x, video.genotype, 3), atol=0, rtol=0)
+    kept = video._grid_cache[1]
+    video(torch.rand(2, 3, H, W))
+    assert video._grid_cache[1] is kept  # the same size again reuses the grid
+    video.genotype = Genotype.parse("scale:1.3")  # a changed motion is never served a stale grid
+    x = torch.rand(2, 3, H, W)
+    assert_close(video(x), i2v.functional.image_to_video(x, "scale:1.3", 3), atol=0, rtol=0)
+    video.T = 5
+    assert video(x).shape[1] == 5
+
+
+def test_kept_grid_from_inference_mode_serves_autograd_and_pickles_empty():
+    video = ImageToVideo("rotate:10", T=3)
+    with torch.inference_mode():
+        video(torch.rand(1, 3, H, W))
+    x = torch.rand(1, 3, H, W, requires_grad=True)
+    video(x).sum().backward()  # an inference-mode grid would refuse to be saved for backward
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert pickle.loads(pickle.dumps(video))._grid_cache is None
+
+
+def test_tensor_magnitudes_are_never_kept():
+    angle = torch.tensor(10.0, requires_grad=True)
+    video = ImageToVideo(Genotype([("rotate", angle)]), T=3)
+    video(torch.rand(1, 3, H, W)).sum().backward()
+    assert video._grid_cache is None and angle.grad is not None
+    with torch.no_grad():
+        angle += 20.0  # the same tensor, a new value: the clip follows it
+    x = torch.rand(1, 3, H, W)
+    assert_close(video(x), i2v.functional.image_to_video(x, "rotate:30", 3))
