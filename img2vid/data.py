@@ -73,7 +73,8 @@ def cluttered_digits(
     at random from other resized digits of the *same* split (so no test pixel reaches training).
 
     Args:
-        train_per_class, val_per_class: images per class in the training and validation splits.
+        train_per_class: images per class in the training split.
+        val_per_class: images per class in the validation split.
         canvas: side of the square output image, ``>= digit_size``.
         digit_size: side of the resized digit, ``>= 8`` recommended (the scans are 8 x 8).
         clutter: number of fragments per image, ``>= 0``.

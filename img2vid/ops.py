@@ -69,7 +69,8 @@ class Op:
 
         Args:
             magnitude: a float or a tensor of any shape ``(*)``; a tensor keeps its gradient.
-            height, width: the image size, which fixes the centre and the translation unit.
+            height: the image height, which fixes the centre and the unit of ``translate_y``.
+            width: the image width, which fixes the centre and the unit of ``translate_x``.
 
         Shape:
             - Output: ``(*, 3, 3)``, on the magnitude's device and dtype (``float32`` for a float).

@@ -208,7 +208,8 @@ def empirical_rf(
         video: a callable image -> clip, normally an :class:`~img2vid.ImageToVideo`.
         frame: the frame whose central unit is used, for per-frame outputs. Default: the frame of power
             0 (the unmoved image) when ``video`` has ``powers`` and one is 0, else the middle frame.
-        samples, seed: how many random inputs to draw, and from which seed, when ``inputs`` is a shape.
+        samples: how many random inputs to draw when ``inputs`` is a shape.
+        seed: the seed they are drawn from.
         normalize: ``"max"`` (peak 1, for pictures), ``"sum"`` (a distribution summing to 1) or
             ``None`` (raw mean ``|grad|``).
 
