@@ -470,7 +470,10 @@ def run_demo(
     Returns:
         The content of ``results.json`` as a dict.
     """
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {str(device)!r} is not a torch device; use e.g. cpu, cuda or cuda:1") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but torch.cuda.is_available() is False")
     arms = list(arms)

@@ -199,3 +199,5 @@ def test_demo_rejects_bad_arms_and_devices(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="cuda"):
             run_demo(TINY, tmp_path, device="cuda", progress=False)
+    with pytest.raises(ValueError, match="'tpu' is not a torch device"):
+        run_demo(TINY, tmp_path, device="tpu", progress=False)
