@@ -80,6 +80,55 @@ def test_cifar_missing_dataset_is_a_clear_error(tmp_path):
     assert "pass --download" in run_failing("cifar.py", "--data-dir", str(tmp_path), cwd=tmp_path)
 
 
+def test_segmentation_quick(tmp_path):
+    out = run("segmentation.py", "--quick", cwd=tmp_path)
+    # A label map moved by ImageToVideo and undone by inverse comes back; without the undo it does not.
+    undone, raw = map(float, re.search(r"undone: ([\d.]+) % of object pixels back in place \(([\d.]+) %", out).groups())
+    assert "labels stay labels: True" in out and undone > 95 and undone > raw + 10
+    # GSF starts as the identity: wrapped model == mean of the 2D model's undone per-frame maps.
+    assert float(re.search(r"max relative difference (\S+)\)", out).group(1)) < 1e-4
+    acc, miou = map(float, re.search(r"wrapped: test pixel accuracy ([\d.]+) %, mIoU ([\d.]+) %", out).groups())
+    assert 0 < acc <= 100 and 0 < miou <= 100
+
+
+def test_segmentation_learns(tmp_path):
+    """LR-ASPP, 128 canvases of 32 x 32, 8 epochs: the wrapped model beats "background everywhere"."""
+    out = run("segmentation.py", "--arch", "lraspp_mobilenet_v3_large", "--size", "32", "--digit-size", "12",
+              "--train", "128", "--test", "64", "--T", "3", "--epochs", "8", "--no-progress", cwd=tmp_path)
+    background = float(re.search(r"all-background prediction: .* mIoU ([\d.]+) %", out).group(1))
+    miou = float(re.search(r"wrapped: .* mIoU ([\d.]+) %", out).group(1))
+    assert miou > background + 3, out
+
+
+def test_segmentation_voc_layout(tmp_path):
+    """--dataset voc reads a VOCdevkit/VOC2012 tree from disk (a tiny fake one here): v2 wrapper, masks, 255."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "VOCdevkit" / "VOC2012"
+    for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / folder).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 8), ("val", 2)):
+        names = [f"{split}{i}" for i in range(count)]
+        for name in names:
+            Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(root / "JPEGImages" / f"{name}.jpg")
+            mask = np.zeros((40, 50), np.uint8)
+            mask[5:25, 10:30], mask[0] = rng.integers(1, 21), 255  # an object and a "void" border
+            Image.fromarray(mask, mode="P").save(root / "SegmentationClass" / f"{name}.png")
+        (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(names) + "\n")
+    out = run("segmentation.py", "--quick", "--dataset", "voc", "--data-dir", str(tmp_path), "--arm", "both",
+              cwd=tmp_path)
+    assert "voc: 8 train / 2 test images" in out and "21 classes" in out
+    assert "wrapped: test pixel accuracy" in out and "baseline: test pixel accuracy" in out
+
+
+def test_segmentation_bad_input(tmp_path):
+    assert "--T: expected int >= 1" in run_failing("segmentation.py", "--T", "0", cwd=tmp_path)
+    assert "unknown op" in run_failing("segmentation.py", "--genotype", "warp:1", cwd=tmp_path)
+    assert "not a torch device" in run_failing("segmentation.py", "--device", "tpu", cwd=tmp_path)
+
+
 @pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("*.py")))
 def test_help(script, tmp_path):
     assert "usage" in run(script, "--help", cwd=tmp_path).lower()
