@@ -138,6 +138,14 @@ def _check_options(interpolation: Interpolation, padding_mode: str) -> str:
     return _INTERPOLATIONS[interpolation]
 
 
+def _check_size(height: int, width: int, what: str, shape: Sequence[int]) -> None:
+    # Pixel-centre sampling (align_corners=True) spans the centres of the first and last pixel: along an
+    # axis of one pixel that span is empty, every position maps onto that pixel and nothing can move.
+    if height < 2 or width < 2:
+        raise ValueError(f"expected an {what} at least 2 x 2 pixels (H, W >= 2), got shape {tuple(shape)}: "
+                         "an axis of one pixel cannot be moved by sub-pixel warps")
+
+
 def _check_image(x: Tensor, what: str = "image") -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"expected a tensor {what}, got {type(x).__name__}")
@@ -145,6 +153,7 @@ def _check_image(x: Tensor, what: str = "image") -> None:
         raise ValueError(f"expected an {what} of shape (C, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
     if x.shape[-1] == 0 or x.shape[-2] == 0:
         raise ValueError(f"expected a non-empty {what}, got shape {tuple(x.shape)}")
+    _check_size(x.shape[-2], x.shape[-1], what, x.shape)
     if x.shape[-1] in (1, 3, 4) and x.shape[-3] > 4:
         raise ValueError(
             f"{what} of shape {tuple(x.shape)} looks channels-last (H, W, C); expected channels first, "
@@ -177,6 +186,7 @@ def warp(
     if matrices.shape[-2:] != (3, 3) or matrices.ndim not in (2, 3):
         raise ValueError(f"warp takes (N, 3, 3) or (3, 3) matrices, got shape {tuple(matrices.shape)}")
     height, width = images.shape[-2:]
+    _check_size(height, width, "image", images.shape)
     affine = matrices.to(images).expand(images.shape[0], 3, 3)[:, :2]
     return warp_affine(images, affine, (height, width), mode=mode, padding_mode=padding_mode, align_corners=True)
 
@@ -314,6 +324,7 @@ def video_to_image(
         shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
         raise ValueError(f"expected float dense outputs of shape (B, T, K, H, W), got {shape}")
     batch, T, _, height, width = y.shape
+    _check_size(height, width, "output", y.shape)
     work = y.float() if y.dtype in (torch.float16, torch.bfloat16) and y.device.type == "cpu" else y
     motion = compose(genotype, height, width, dtype=work.dtype, device=work.device)
     # Frame t was moved by M^p; moving it back by M^-p samples it through (M^-p)^-1 = M^p.

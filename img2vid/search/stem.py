@@ -41,7 +41,7 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ..functional import Frames, _sample, _sampling_grid, frame_powers, matrix_powers
+from ..functional import Frames, _check_size, _sample, _sampling_grid, frame_powers, matrix_powers
 from ..genotype import Genotype
 from ..ops import OPS, op_names
 
@@ -252,6 +252,7 @@ class SearchableStem(nn.Module):
         if not isinstance(x, Tensor) or x.ndim != 4 or not x.is_floating_point():
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"the stem takes float images (B, C, H, W), got {shape}")
+        _check_size(x.shape[-2], x.shape[-1], "image", x.shape)
         _, _, height, width = x.shape
         weights = self.weights().to(x.dtype)  # (K, N)
         magnitudes = self.op_magnitudes().to(x.dtype)
