@@ -153,12 +153,12 @@ def _check_image(x: Tensor, what: str = "image") -> None:
         raise ValueError(f"expected an {what} of shape (C, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
     if x.shape[-1] == 0 or x.shape[-2] == 0:
         raise ValueError(f"expected a non-empty {what}, got shape {tuple(x.shape)}")
-    _check_size(x.shape[-2], x.shape[-1], what, x.shape)
     if x.shape[-1] in (1, 3, 4) and x.shape[-3] > 4:
         raise ValueError(
             f"{what} of shape {tuple(x.shape)} looks channels-last (H, W, C); expected channels first, "
             "(C, H, W) or (B, C, H, W): permute it, or use torchvision.transforms.v2.ToImage()"
         )
+    _check_size(x.shape[-2], x.shape[-1], what, x.shape)
     if not (x.is_floating_point() or x.dtype in (torch.uint8, torch.bool, torch.int32, torch.int64)):
         raise TypeError(f"expected a float, uint8, bool, int32 or int64 {what}, got {x.dtype}")
 

@@ -263,6 +263,7 @@ def test_padding_and_interpolation_options():
         (lambda: i2v.functional.warp(torch.zeros(1, 3, 1, 8), torch.eye(3)), ValueError, r"at least 2 x 2"),
         (lambda: ImageToVideo("rotate:5")(torch.rand(32, 32, 3)), ValueError, "looks channels-last"),
         (lambda: ImageToVideo("rotate:5")(torch.rand(2, 32, 32, 3)), ValueError, "looks channels-last"),
+        (lambda: ImageToVideo("rotate:5")(torch.rand(32, 32, 1)), ValueError, "looks channels-last"),
         (lambda: ImageToVideo("rotate:5")(torch.zeros(1, 3, 4, 4, dtype=torch.int16)), TypeError, "int16"),
         (lambda: ImageToVideo("rotate:5")(torch.zeros(1, 3, 4, 4, dtype=torch.int64)), TypeError, "tv_tensors.Mask"),
         (lambda: ImageToVideo("rotate:5")(tv_tensors.Video(torch.rand(2, 3, 4, 4))), ValueError, "takes images"),
