@@ -86,7 +86,9 @@ def test_help_works_for_every_command(command, capsys):
     text = capsys.readouterr().out
     assert "usage:" in text
     if command == ["demo"]:
-        assert "--quick" in text and "--device" in text and "--out" in text and "--seeds" in text
+        for flag in ("--quick", "--device", "--out", "--seeds", "--dataset", "--root", "--per-class", "--arms",
+                     "--search-seeds", "fashion-mnist", "imagefolder"):
+            assert flag in text
     if command == ["preview"]:
         assert "--genotype" in text and "--image" in text and "--T" in text
 
@@ -97,11 +99,42 @@ def test_no_command_is_an_error(capsys):
     assert exit_info.value.code == 2
 
 
-def test_demo_rejects_bad_seeds(capsys):
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--seeds", "0"], "--seeds must be >= 1"),
+        (["--per-class", "0"], "--per-class must be >= 1"),
+        (["--arms", "baseline,mixup"], "unknown arm(s) ['mixup']"),
+        (["--arms", "das"], "must include 'baseline'"),
+        (["--dataset", "imagefolder"], "needs --root DIR"),
+        (["--fixed", "wobble:1"], "unknown op"),
+        (["--device", "tpu", "--arms", "baseline"], "not a torch device"),
+    ],
+)
+def test_demo_bad_input_exits_with_a_clear_error(capsys, tmp_path, args, message):
     with pytest.raises(SystemExit) as exit_info:
-        main(["demo", "--seeds", "0"])
+        main(["demo", "--out", str(tmp_path), *args])
     assert exit_info.value.code == 2
-    assert "--seeds" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
+
+
+def test_demo_on_an_imagefolder_tree(tmp_path, one_thread):
+    from PIL import Image
+
+    for split, n in (("train", 4), ("test", 3)):
+        for k in range(2):
+            (tmp_path / "data" / split / f"class{k}").mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (9, 9), (200 * k, 30 * i, 0)).save(tmp_path / "data" / split / f"class{k}" / f"{i}.png")
+    code = main(["demo", "--dataset", "imagefolder", "--root", str(tmp_path / "data"), "--per-class", "2",
+                 "--image-size", "8", "--quick", "--arms", "baseline,replica,trivialaugment", "--no-progress",
+                 "--out", str(tmp_path / "out")])
+    assert code == 0
+    import json
+
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert result["data"]["test"] == 6 and result["config"]["dataset"] == "imagefolder"
+    assert [row["arm"] for row in result["table"]] == ["baseline", "replica", "trivialaugment"]
 
 
 def test_python_dash_m_runs(image_file, tmp_path):

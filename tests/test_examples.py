@@ -36,8 +36,21 @@ def test_image_to_video(tmp_path):
 
 
 def test_das_search_quick(tmp_path):
-    run("das_search.py", "--quick", "--out", "g.json", cwd=tmp_path)
-    assert (tmp_path / "g.json").exists()
+    import json
+
+    out = run("das_search.py", "--quick", "--seeds", "1", "--no-progress", "--out", "g.json", cwd=tmp_path)
+    saved = json.loads((tmp_path / "g.json").read_text())
+    genotype = i2v.Genotype.from_json(saved["genotype"])
+    assert len(genotype) == 3  # --quick: nodes=2, three edges, one step each
+    assert f"perturbation genotype: {genotype}" in out
+    assert "margins (validation images" in out and "arg-max genotype" in out
+    # The search's reported numbers are real fractions, and the comparison ran every candidate.
+    search = saved["search"]
+    assert 0.0 <= search["network_val_accuracy"] <= 1.0 and 0.0 <= search["selection_val_drop"] <= 1.0
+    assert set(saved["val_accuracy"]) == {"baseline", "perturbation", "arg-max", "random"}
+    assert all(len(v) == 1 and 0.0 <= v[0] <= 1.0 for v in saved["val_accuracy"].values())
+    random = i2v.Genotype.parse(saved["candidates"]["random"])
+    assert sum(n != "identity" for n, _ in random) == sum(n != "identity" for n, _ in genotype)
 
 
 def test_finetune_pretrained_quick(tmp_path):

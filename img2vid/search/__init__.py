@@ -6,6 +6,7 @@ perturbation-based selection into a :class:`~img2vid.Genotype` that :class:`~img
 """
 
 from .architect import Architect
+from .recalibrate import recalibrated_batchnorm
 from .select import derive_genotype
 from .stem import SPACES, SearchableStem, arch_parameters, edge_list, network_parameters, searchable_stem
 
@@ -17,5 +18,6 @@ __all__ = [
     "derive_genotype",
     "edge_list",
     "network_parameters",
+    "recalibrated_batchnorm",
     "searchable_stem",
 ]

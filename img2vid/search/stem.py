@@ -33,7 +33,8 @@ Sampling is bilinear with zero padding, ``ImageToVideo``'s defaults.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Callable, Union
 
 import torch
@@ -43,7 +44,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..functional import Frames, _check_size, _sample, _sampling_grid, frame_powers, matrix_powers
 from ..genotype import Genotype
-from ..ops import OPS, op_names
+from ..ops import OPS, check_magnitude, op_names
 
 __all__ = [
     "SPACES",
@@ -159,6 +160,7 @@ class SearchableStem(nn.Module):
         nodes: int = 4,
         learn_magnitudes: bool = False,
         frames: Frames = "centered",
+        magnitudes: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         self.ops: tuple[str, ...] = _resolve_space(ops)
@@ -169,7 +171,8 @@ class SearchableStem(nn.Module):
         num_edges, num_ops = len(self.edges), len(self.ops)
 
         self.tau = nn.Parameter(1e-3 * torch.randn(num_edges, num_ops))
-        defaults = torch.tensor([OPS[name].default for name in self.ops]).expand(num_edges, num_ops).clone()
+        start = _start_magnitudes(self.ops, magnitudes)
+        defaults = torch.tensor([start[name] for name in self.ops]).expand(num_edges, num_ops).clone()
         if self.learn_magnitudes:
             self.magnitudes = nn.Parameter(defaults)
         else:
@@ -207,6 +210,49 @@ class SearchableStem(nn.Module):
             one_hot = torch.nn.functional.one_hot(self._fixed.clamp(min=0), len(self.ops)).to(weights)
             weights = torch.where(fixed.unsqueeze(1), one_hot, weights)
         return weights
+
+    # -- selection state (derive_genotype) --------------------------------------------------------
+
+    @contextlib.contextmanager
+    def masked(self, edge: int, op: int) -> Iterator[None]:
+        """Inside the block, op ``op`` of edge ``edge`` is left out of its mixture (the others renormalise)."""
+        self._check_edge_op(edge, op)
+        if not bool(self._keep[edge, op]):
+            raise ValueError(f"op {op} of edge {edge} is masked already")
+        self._keep[edge, op] = False
+        try:
+            yield
+        finally:
+            self._keep[edge, op] = True
+
+    def fix(self, edge: int, op: int) -> None:
+        """Fix edge ``edge`` to op ``op`` (one-hot) until :meth:`release`."""
+        self._check_edge_op(edge, op)
+        self._fixed[edge] = op
+
+    def release(self) -> None:
+        """Unfix every edge and unmask every op: the relaxed cell of ``τ`` again."""
+        self._keep.fill_(True)
+        self._fixed.fill_(-1)
+
+    @contextlib.contextmanager
+    def fixed(self, choices: Sequence[int]) -> Iterator[None]:
+        """Inside the block every edge ``k`` is fixed to op ``choices[k]``: the discrete chain."""
+        if len(choices) != len(self.edges):
+            raise ValueError(f"choices needs one op per edge ({len(self.edges)}), got {len(choices)}")
+        saved = self._fixed.clone()
+        try:
+            for k, t in enumerate(choices):
+                self.fix(k, t)
+            yield
+        finally:
+            self._fixed.copy_(saved)
+
+    def _check_edge_op(self, edge: int, op: int) -> None:
+        if not (isinstance(edge, int) and 0 <= edge < len(self.edges)):
+            raise ValueError(f"edge must be an integer in [0, {len(self.edges)}), got {edge!r}")
+        if not (isinstance(op, int) and 0 <= op < len(self.ops)):
+            raise ValueError(f"op must be an integer in [0, {len(self.ops)}) (a column of tau), got {op!r}")
 
     def op_magnitudes(self) -> Tensor:
         """The magnitudes in use: learnt ones clamped to each op's range. Shape: ``(K, N)``."""
@@ -314,6 +360,7 @@ def searchable_stem(
     nodes: int = 4,
     learn_magnitudes: bool = False,
     frames: Frames = "centered",
+    magnitudes: Mapping[str, float] | None = None,
 ) -> SearchableStem:
     """A searchable stem: ``(B, C, H, W) -> (B, T, C, H, W)``, a cell of mixed transformation edges.
 
@@ -325,6 +372,9 @@ def searchable_stem(
         learn_magnitudes: make the magnitudes (from ``OPS[name].default``) upper-level parameters too,
             clamped to ``OPS[name].range``.
         frames: ``"centered"`` or ``"forward"``, as in :class:`~img2vid.ImageToVideo`.
+        magnitudes: op name -> magnitude, replacing ``OPS[name].default`` for those ops (the start
+            value when learnt), e.g. ``{"translate_x": 0.12, "rotate": 20.0}``; every name must be an
+            op of the space that takes a magnitude, every value in that op's range.
 
     Shape:
         - Input: ``(B, C, H, W)``; output: ``(B, T, C, H, W)``.
@@ -334,7 +384,21 @@ def searchable_stem(
         >>> stem(torch.rand(2, 3, 32, 32)).shape
         torch.Size([2, 5, 3, 32, 32])
     """
-    return SearchableStem(_resolve_space(space), T, nodes=nodes, learn_magnitudes=learn_magnitudes, frames=frames)
+    return SearchableStem(_resolve_space(space), T, nodes=nodes, learn_magnitudes=learn_magnitudes, frames=frames,
+                          magnitudes=magnitudes)
+
+
+def _start_magnitudes(ops: Sequence[str], magnitudes: Mapping[str, float] | None) -> dict[str, float]:
+    """Each op's magnitude: ``OPS[name].default`` unless ``magnitudes`` names it (checked)."""
+    start = {name: OPS[name].default for name in ops}
+    for name, value in (magnitudes or {}).items():
+        if name not in start or not OPS[name].takes_magnitude:
+            valid = [op for op in ops if OPS[op].takes_magnitude]
+            raise ValueError(f"magnitudes names {name!r}, which is not an op of this space taking a magnitude; "
+                             f"valid: {valid}")
+        check_magnitude(name, value)
+        start[name] = float(value)
+    return start
 
 
 def _shortest(value: Tensor) -> float:

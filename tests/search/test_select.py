@@ -130,3 +130,49 @@ def test_accepts_numbers_of_any_real_kind_and_shows_progress(capsys):
 def test_rejects_what_is_not_a_stem():
     with pytest.raises(TypeError, match="SearchableStem"):
         derive_genotype(torch.nn.Identity(), lambda: 0.0)
+
+
+def test_planted_chain_is_still_found_with_fine_tuning_between_decisions():
+    stem, planted, _ = planted_task(nodes=2)
+    x = torch.rand(4, 3, 24, 24)
+    target = i2v.ImageToVideo(planted, 5)(x)
+    gain = torch.nn.Parameter(torch.full((1, 1, 3, 1, 1), 0.5))  # the "network": a per-channel gain, off at first
+    optimizer = torch.optim.SGD([gain], lr=0.5)
+
+    def evaluate():
+        with torch.no_grad():
+            return -torch.mean((gain * stem(x) - target) ** 2)
+
+    calls = []
+
+    def fine_tune(edge):
+        weights = stem.weights().detach()
+        calls.append((edge, [k for k in range(len(stem.edges)) if float(weights[k].max()) == 1.0]))
+        for _ in range(20):  # train the network with the decided edges fixed
+            loss = torch.mean((gain * stem(x).detach() - target) ** 2)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+    found = derive_genotype(stem, evaluate, progress=False, fine_tune=fine_tune)
+    assert found == planted
+    assert 0.9 < gain.mean().item() < 1.1  # fine-tuning did train the network
+    decided = [edge for edge, _ in calls]
+    assert decided == [0, 1]  # after every decision but the last
+    for i, (edge, fixed_now) in enumerate(calls):
+        assert sorted(fixed_now) == sorted(decided[: i + 1])  # exactly the edges decided so far are fixed
+    assert float(stem.weights().max()) < 1.0  # and the stem is restored afterwards
+
+
+def test_random_order_is_drawn_from_the_generator_and_bad_order_is_refused():
+    stem = searchable_stem(["identity", "translate_x"], 3, nodes=3)  # six edges
+    orders = []
+    for seed in (0, 0, 1):
+        seen = []
+        derive_genotype(stem, lambda: 0.0, progress=False, order="random",
+                        fine_tune=seen.append, generator=torch.Generator().manual_seed(seed))
+        orders.append(seen)
+    assert orders[0] == orders[1] != orders[2]
+    assert len(set(orders[0])) == 5 and set(orders[0]) <= set(range(6))
+    with pytest.raises(ValueError, match="order must be"):
+        derive_genotype(stem, lambda: 0.0, progress=False, order="backwards")

@@ -209,3 +209,51 @@ def test_chunking_of_edges_changes_nothing_but_memory():
 def test_one_pixel_high_or_wide_images_are_refused(size):
     with pytest.raises(ValueError, match=r"at least 2 x 2 pixels"):
         searchable_stem(nodes=2)(torch.rand(2, 3, *size))
+
+
+def test_masking_and_fixing_seams():
+    stem = searchable_stem(["identity", "translate_x", "rotate"], 3, nodes=2)
+    with torch.no_grad():
+        stem.tau.copy_(torch.tensor([[0.0, 1.0, 2.0]]).expand(3, 3))
+    plain = stem.weights().detach()
+    with stem.masked(1, 2):
+        w = stem.weights().detach()
+        assert float(w[1, 2]) == 0.0
+        torch.testing.assert_close(w[1, :2], torch.softmax(torch.tensor([0.0, 1.0]), 0))  # renormalised
+        torch.testing.assert_close(w[0], plain[0])
+        with pytest.raises(ValueError, match="masked already"):
+            with stem.masked(1, 2):
+                pass
+    torch.testing.assert_close(stem.weights(), plain)
+    with stem.fixed([2, 0, 1]):
+        assert stem.weights().argmax(1).tolist() == [2, 0, 1] and float(stem.weights().min()) == 0.0
+        torch.testing.assert_close(stem(torch.rand(1, 1, 8, 8)).shape, torch.Size([1, 3, 1, 8, 8]))
+    torch.testing.assert_close(stem.weights(), plain)
+    stem.fix(0, 1)
+    assert stem.weights()[0].tolist() == [0.0, 1.0, 0.0]
+    stem.release()
+    torch.testing.assert_close(stem.weights(), plain)
+    with pytest.raises(ValueError, match="edge must be"):
+        stem.fix(3, 0)
+    with pytest.raises(ValueError, match="op must be"):
+        stem.masked(0, 5).__enter__()
+    with pytest.raises(ValueError, match="one op per edge"):
+        stem.fixed([0]).__enter__()
+
+
+def test_start_magnitudes():
+    stem = searchable_stem("affine", 3, nodes=1, magnitudes={"translate_x": 0.12, "rotate": 20.0})
+    got = dict(zip(stem.ops, stem.magnitudes[0].tolist()))
+    assert got["translate_x"] == pytest.approx(0.12) and got["rotate"] == 20.0 and got["scale"] == pytest.approx(1.05)
+    # With one-hot weights the stem is ImageToVideo of that genotype, at the given magnitude.
+    x = torch.rand(1, 1, 12, 12)
+    with stem.fixed([stem.ops.index("rotate")]):
+        torch.testing.assert_close(stem(x), i2v.ImageToVideo("rotate:20", 3)(x), atol=2e-5, rtol=0)
+    learnt = searchable_stem("affine", 3, nodes=1, learn_magnitudes=True, magnitudes={"scale": 1.3})
+    assert float(learnt.magnitudes[0, learnt.ops.index("scale")]) == pytest.approx(1.3)
+    with pytest.raises(ValueError, match="not an op of this space"):
+        searchable_stem("affine", 3, magnitudes={"shear_x": 5.0})
+    with pytest.raises(ValueError, match="not an op of this space"):
+        searchable_stem("affine", 3, magnitudes={"identity": 0.0})
+    with pytest.raises(ValueError, match="must lie in"):
+        searchable_stem("affine", 3, magnitudes={"rotate": 1000.0})

@@ -1,0 +1,137 @@
+"""What a benchmark run writes: the table, its files, the chart and the verdict.
+
+Files: ``results.json`` (everything), ``results.csv`` (one row per arm), ``per_seed.csv`` (one row per
+arm and seed), ``genotype.json`` (the searched genotype of the first search seed), ``arms.png`` (the
+chart), and the pictures drawn by :mod:`img2vid.experiments.pictures`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from .arms import ARMS
+from .statistics import mean_std, paired_difference, verdict_word
+
+__all__ = ["format_table", "save_chart", "summarize", "verdict", "write_results"]
+
+
+def summarize(per_seed: dict[str, dict[str, list[Any]]], arms: list[str]) -> list[dict[str, Any]]:
+    """One row per arm with the names ``results.json`` keeps (accuracies as fractions).
+
+    ``per_seed[arm]`` holds lists over seeds: ``test``, ``val``, ``train`` (accuracies), ``wall_s``
+    and ``genotype``.
+    """
+    baseline = per_seed["baseline"]["test"]
+    rows = []
+    for arm in arms:
+        runs = per_seed[arm]
+        mean, std = mean_std(runs["test"])
+        diff = paired_difference(runs["test"], baseline)
+        genotypes = sorted(set(runs["genotype"]))
+        rows.append({
+            "arm": arm,
+            "what": ARMS[arm],
+            "test_acc_mean": mean,
+            "test_acc_std": std,
+            "diff_vs_baseline_mean": diff["mean"],
+            "diff_vs_baseline_ci95": diff["ci"],
+            "diff_vs_baseline_std": diff["std"],
+            "verdict_vs_baseline": "—" if arm == "baseline" else verdict_word(diff["ci"]),
+            "wins_vs_baseline": diff["wins"],
+            "seeds": diff["n"],
+            "val_acc_mean": mean_std(runs["val"])[0],
+            "train_acc_mean": mean_std(runs["train"])[0],
+            "wall_s": sum(runs["wall_s"]),
+            "wall_s_per_seed": mean_std(runs["wall_s"])[0],
+            "genotype": "; ".join(genotypes) if genotypes != [""] else "",
+        })
+    return rows
+
+
+def verdict(rows: list[dict[str, Any]]) -> str:
+    """The closing sentence, worded from each arm's paired 95 % interval against the baseline."""
+    parts = []
+    for row in rows:
+        if row["arm"] == "baseline":
+            continue
+        low, high = row["diff_vs_baseline_ci95"]
+        interval = "no interval" if math.isnan(low) else f"[{100 * low:+.1f}, {100 * high:+.1f}]"
+        parts.append(f"{row['arm']}: {row['verdict_vs_baseline']} ({interval} points)")
+    seeds = rows[0]["seeds"]
+    return (f"Against the baseline, paired over {seeds} seeds (95 % Student-t interval of the test-accuracy "
+            "difference): " + "; ".join(parts) + ".")
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The printed table."""
+    lines = [f"{'arm':<15} {'test acc %':>15} {'Δ vs baseline [95 % CI]':>27} {'wins':>5} {'wall s':>8}  genotype"]
+    for row in rows:
+        low, high = row["diff_vs_baseline_ci95"]
+        ci = "" if row["arm"] == "baseline" or math.isnan(low) else f"[{100 * low:+5.1f}, {100 * high:+5.1f}]"
+        diff = "—" if row["arm"] == "baseline" else f"{100 * row['diff_vs_baseline_mean']:+5.1f} {ci}"
+        wins = "" if row["arm"] == "baseline" else f"{row['wins_vs_baseline']}/{row['seeds']}"
+        lines.append(f"{row['arm']:<15} {100 * row['test_acc_mean']:8.1f} ± {100 * row['test_acc_std']:4.1f} "
+                     f"{diff:>27} {wins:>5} {row['wall_s']:8.0f}  {row['genotype']}")
+    return "\n".join(lines)
+
+
+def save_chart(rows: list[dict[str, Any]], path: str | Path, *, title: str = "") -> Path:
+    """Per arm: test accuracy (mean, 95 % interval of the mean) and the paired difference to the baseline
+    (mean, 95 % interval), the baseline marked. Drawn without touching matplotlib's global backend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .statistics import student_t_quantile
+
+    arms = [row["arm"] for row in rows]
+    ys = list(range(len(arms)))[::-1]
+    figure = Figure(figsize=(10, 0.45 * len(arms) + 1.6))
+    FigureCanvasAgg(figure)
+    left, right = figure.subplots(1, 2, sharey=True)
+    for y, row in zip(ys, rows):
+        n = row["seeds"]
+        half = student_t_quantile(0.975, n - 1) * row["test_acc_std"] / math.sqrt(n) if n > 1 else 0.0
+        colour = "black" if row["arm"] == "baseline" else "tab:blue"
+        left.errorbar(100 * row["test_acc_mean"], y, xerr=100 * half, fmt="o", color=colour, capsize=3)
+        if row["arm"] != "baseline":
+            low, high = row["diff_vs_baseline_ci95"]
+            mean = row["diff_vs_baseline_mean"]
+            err = [[100 * (mean - low)], [100 * (high - mean)]] if not math.isnan(low) else None
+            colour = {"better": "tab:green", "worse": "tab:red"}.get(row["verdict_vs_baseline"], "tab:blue")
+            right.errorbar(100 * mean, y, xerr=err, fmt="o", color=colour, capsize=3)
+    baseline = next(row for row in rows if row["arm"] == "baseline")
+    left.axvline(100 * baseline["test_acc_mean"], color="black", linestyle="--", linewidth=1, label="baseline")
+    right.axvline(0.0, color="black", linestyle="--", linewidth=1)
+    left.set_yticks(ys, arms)
+    left.set_xlabel("test accuracy % (mean, 95 % CI)")
+    right.set_xlabel("paired Δ vs baseline, points (mean, 95 % CI)")
+    left.legend(loc="lower right", fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def write_results(result: dict[str, Any], out: Path) -> None:
+    """``results.json``, ``results.csv`` and ``per_seed.csv`` into ``out``."""
+    (out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    rows = result["table"]
+    with open(out / "results.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "diff_vs_baseline_ci95": " ".join(f"{v:.6f}" for v in row["diff_vs_baseline_ci95"])})
+    with open(out / "per_seed.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["arm", "seed", "test_acc", "val_acc", "train_acc", "diff_vs_baseline", "wall_s", "genotype"])
+        per_seed = result["per_seed"]
+        for arm, runs in per_seed.items():
+            for seed, test in enumerate(runs["test"]):
+                writer.writerow([arm, seed, test, runs["val"][seed], runs["train"][seed],
+                                 test - per_seed["baseline"]["test"][seed], runs["wall_s"][seed], runs["genotype"][seed]])

@@ -1,0 +1,142 @@
+"""The whole run, tiny: protocol order (test split read once, after all training), pairing, files, fields."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("sklearn")
+pytest.importorskip("matplotlib")
+
+from img2vid import Genotype
+from img2vid.experiments import benchmark, datasets, training
+from img2vid.experiments.arms import ARMS
+from img2vid.experiments.config import ExperimentConfig, preset
+
+TINY = dict(per_class=2, width=4, T=3, epochs=1, batch_size=8, seeds=2, nodes=1, warmup_epochs=1, search_epochs=1,
+            fine_tune_epochs=0, recalibrate_images=8, erf_samples=1, test_limit=40)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Run every arm, recording the order of events: each training run (with its model's first weights
+    and the batches it sees) and the test split's read."""
+    events, starts = [], []
+    real_train, real_load = training.train, datasets.load_task
+
+    def recording_train(model, x, y, recipe, seed, **kwargs):
+        events.append("train")
+        weights = {k: v.detach().clone() for k, v in model.state_dict().items() if k.endswith("conv1.weight")}
+        starts.append((seed, weights, torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))))
+        return real_train(model, x, y, recipe, seed, **kwargs)
+
+    def recording_load(*args, **kwargs):
+        task = real_load(*args, **kwargs)
+        load = task.load_test
+        task.load_test = lambda: (events.append("test"), load())[1]
+        return task
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(benchmark, "train", recording_train)
+    patch.setattr(benchmark, "load_task", recording_load)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("bench")
+    lines = []
+    try:
+        result = benchmark.run_benchmark(ExperimentConfig(**TINY), out, progress=False, log=lines.append)
+    finally:
+        patch.undo()
+        torch.set_num_threads(threads)
+    return result, out, events, starts, lines
+
+
+def test_the_test_split_is_read_once_after_all_training(tiny_run):
+    result, _, events, _, _ = tiny_run
+    assert events.count("test") == 1 and result["data"]["test_reads"] == 1
+    assert events.index("test") == len(events) - 1  # after every training run, the search's included
+    assert events.count("train") == 2 * len(ARMS)  # every arm on every seed (the search trains inside its module)
+
+
+def test_arms_share_initialisation_and_data_order_per_seed(tiny_run):
+    _, _, _, starts, _ = tiny_run
+    assert len(starts) == 2 * len(ARMS)
+    by_seed = {}
+    for seed, weights, order in starts:
+        by_seed.setdefault(seed, []).append((weights["conv1.weight"], order))
+    for seed, runs in by_seed.items():
+        first_weights, first_order = runs[0]
+        for weights, order in runs[1:]:
+            assert torch.equal(weights, first_weights) and torch.equal(order, first_order)
+    assert not torch.equal(by_seed[0][0][0], by_seed[1][0][0])
+
+
+def test_results_files_and_stable_names(tiny_run):
+    result, out, _, _, lines = tiny_run
+    for name in ("results.json", "results.csv", "per_seed.csv", "genotype.json", "arms.png", "clips.png",
+                 "receptive_fields.png"):
+        assert (out / name).stat().st_size > 0, name
+    saved = json.loads((out / "results.json").read_text())
+    assert [row["arm"] for row in saved["table"]] == list(ARMS)
+    for row in saved["table"]:
+        for key in ("arm", "test_acc_mean", "test_acc_std", "diff_vs_baseline_mean", "diff_vs_baseline_ci95",
+                    "wins_vs_baseline", "seeds", "wall_s"):
+            assert key in row
+        assert 0.0 <= row["test_acc_mean"] <= 1.0 and row["seeds"] == 2 and len(row["diff_vs_baseline_ci95"]) == 2
+    for key in ("search", "config", "machine", "per_seed"):
+        assert key in saved
+    for key in ("network_val_accuracy", "baseline_val_accuracy", "selection_val_drop", "margins", "time_ratio",
+                "genotype", "argmax"):
+        assert key in saved["search"]
+    # The table is the per-seed accuracies summarised: recompute the das row's difference from them.
+    per_seed = saved["per_seed"]
+    diffs = [a - b for a, b in zip(per_seed["das"]["test"], per_seed["baseline"]["test"])]
+    das = next(row for row in saved["table"] if row["arm"] == "das")
+    assert das["diff_vs_baseline_mean"] == pytest.approx(sum(diffs) / 2)
+    assert Genotype.from_json((out / "genotype.json").read_text()) == Genotype.parse(saved["search"]["genotype"])
+    with open(out / "per_seed.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 2 * len(ARMS)
+    # The random arm has the searched genotype's number of moves.
+    searched = Genotype.parse(saved["genotypes"]["das"][0])
+    random = Genotype.parse(saved["genotypes"]["random"][0])
+    assert sum(n != "identity" for n, _ in random) == sum(n != "identity" for n, _ in searched)
+    assert any("Against the baseline" in line for line in lines)
+
+
+def test_several_search_seeds_report_their_agreement(tmp_path, one_thread):
+    config = ExperimentConfig(**{**TINY, "arms": ("baseline", "das"), "search_seeds": 2})
+    result = benchmark.run_benchmark(config, tmp_path, progress=False, log=lambda _: None)
+    search = result["search"]
+    assert len(search["searches"]) == 2 and {s["seed"] for s in search["searches"]} == {0, 1}
+    agreement = search["agreement"]
+    assert len(agreement["per_edge"]) == 1 and agreement["per_edge"][0]["share"] in (0.5, 1.0)
+    assert len(agreement["corner_motion_px"]) == 2
+    # Training seed s retrains the genotype of search s mod 2.
+    assert result["per_seed"]["das"]["genotype"] == [s["genotype"] for s in search["searches"]]
+
+
+def test_agreement_by_hand():
+    out = benchmark.agreement(["translate_x:0.1,identity", "translate_x:0.1,rotate:5", "scale:1.05,rotate:5"], 20)
+    assert [e["share"] for e in out["per_edge"]] == pytest.approx([2 / 3, 2 / 3])
+    assert out["per_edge"][0]["most_common"] == "translate_x"
+    # translate_x:0.1 at 20 px moves every pixel 2 px right; the identity step moves nothing.
+    assert out["corner_motion_px"][0] == pytest.approx(2.0)
+    assert not out["identical"]
+
+
+def test_config_and_presets():
+    assert preset("fashion-mnist").per_class >= 50 and preset("digits").seeds >= 5
+    quick = preset("fashion-mnist", quick=True)
+    assert quick.epochs < preset("fashion-mnist").epochs
+    assert preset("digits", seeds=7, epochs=None).seeds == 7
+    with pytest.raises(ValueError, match="seeds"):
+        ExperimentConfig(seeds=0)
+    with pytest.raises(ValueError, match="integer"):
+        ExperimentConfig(epochs=2.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown magnitudes"):
+        ExperimentConfig(magnitudes="huge")
+    with pytest.raises(ValueError, match="unknown op"):
+        ExperimentConfig(fixed="wobble:3")
+    with pytest.raises(ValueError, match="cpu, cuda"):
+        benchmark.run_benchmark(ExperimentConfig(**TINY), "unused", device="tpu")
