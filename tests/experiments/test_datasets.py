@@ -142,3 +142,15 @@ def test_digits_task_and_unknown_dataset():
     assert task.train_x.shape == (30, 1, 32, 32) and task.test_reads == 0
     with pytest.raises(ValueError, match="choose from"):
         load_task("cifar", per_class=1)
+
+
+@pytest.mark.skipif(not (datasets.DEBIAN_FASHION_MNIST / "t10k-labels-idx1-ubyte.gz").is_file(),
+                    reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+def test_the_real_fashion_mnist_from_debian(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    task = load_task("fashion-mnist", per_class=50, data_seed=0)
+    assert task.train_x.shape == (500, 1, 28, 28) and task.val_x.shape == (500, 1, 28, 28)
+    assert torch.bincount(task.train_y).tolist() == [50] * 10
+    assert 0.2 < float(task.train_x.mean()) < 0.4  # garments on black: Fashion-MNIST's mean is about 0.286
+    test_x, test_y = task.test()
+    assert test_x.shape == (10_000, 1, 28, 28) and torch.bincount(test_y).tolist() == [1000] * 10
