@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--fine-tune-epochs", type=int, default=None, help="weight training between decisions")
     parser.add_argument("--edge-order", choices=["chain", "random"], default=None)
     parser.add_argument("--search-epochs", type=int, default=None)
+    parser.add_argument("--T", type=int, default=None, help="frames per clip (default 5)")
     parser.add_argument("--seed", type=int, default=0, help="the search's seed")
     parser.add_argument("--seeds", type=int, default=2, help="retraining seeds per genotype")
     parser.add_argument("--out", default="das_search.json", help="the genotype and the comparison, as JSON")
@@ -56,7 +57,7 @@ def main() -> None:
     try:
         config = preset(args.dataset, quick=args.quick, root=args.root, per_class=args.per_class,
                         network=args.network, magnitudes=args.magnitudes, fine_tune_epochs=args.fine_tune_epochs,
-                        edge_order=args.edge_order, search_epochs=args.search_epochs, seeds=args.seeds)
+                        edge_order=args.edge_order, search_epochs=args.search_epochs, seeds=args.seeds, T=args.T)
         task = load_task(config.dataset, root=config.root, per_class=config.per_class, data_seed=config.data_seed,
                          image_size=config.image_size)
     except (ValueError, OSError) as error:

@@ -43,10 +43,14 @@ def machine(device: torch.device) -> dict[str, Any]:
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
-    try:
-        here = Path(__file__).resolve().parent
-        info["commit"] = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                        text=True, timeout=5).stdout.strip() or None
+    try:  # the commit of an img2vid checkout, "-dirty" with uncommitted changes; None when installed
+        here = str(Path(__file__).resolve().parent)
+        git = ["git", "-C", here]
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                timeout=5).stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=5).stdout.strip()
+        info["commit"] = (commit + ("-dirty" if dirty else "")) or None
     except (OSError, subprocess.SubprocessError):
         info["commit"] = None
     return info

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +65,10 @@ def save_rf_pictures(models: dict[str, nn.Module], fresh: nn.Module, image_shape
         video = getattr(model, "image_to_video", None)
         state = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
         if isinstance(video, ImageToVideo):
-            import copy
-
             extractor = temporalize(features(copy.deepcopy(fresh)), model.temporal_fusion, reduce=None)
-            extractor.load_state_dict(state, strict=False)
+            missing, _ = extractor.load_state_dict(state, strict=False)  # the wrapped model's extra state aside
+            if missing:
+                raise RuntimeError(f"the feature extractor of arm {arm!r} misses trained weights: {missing}")
             erfs[arm] = empirical_rf(extractor.to(device), image_shape, video=video, samples=samples)
         else:
             erfs[arm] = empirical_rf(features(model), image_shape, samples=samples)
