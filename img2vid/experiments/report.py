@@ -109,7 +109,7 @@ def save_chart(rows: list[dict[str, Any]], path: str | Path, *, title: str = "")
     left.set_yticks(ys, arms)
     left.set_xlabel("test accuracy % (mean, 95 % CI)")
     right.set_xlabel("paired Δ vs baseline, points (mean, 95 % CI)")
-    left.legend(loc="lower right", fontsize=8)
+    left.legend(loc="best", fontsize=8)
     if title:
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
