@@ -69,8 +69,13 @@ def _rebuild(chain: tuple[type, ...]) -> nn.Module:
     return cls.__new__(cls)
 
 
-class _Swapped(nn.Module):
-    """Base of the mixins; pickles and deepcopies instances of the on-the-fly subclasses."""
+class Mixin(nn.Module):
+    """Base of the classes :func:`mix_in` mixes into a module's own class (:class:`TemporalSite`,
+    :class:`Temporal`, :class:`~img2vid.wrap.Wrapped`); pickles and deepcopies their instances.
+
+    Attributes:
+        prefix: put before the original class name (``"Temporal"``: ``ResNet`` -> ``TemporalResNet``).
+    """
 
     prefix = ""
     _chain: tuple[type, ...]
@@ -79,7 +84,10 @@ class _Swapped(nn.Module):
         return _rebuild, (self._chain,), self.__dict__.copy()
 
 
-def _swap(module: nn.Module, mixin: type) -> None:
+def mix_in(module: nn.Module, mixin: type[Mixin]) -> None:
+    """Make ``module`` an instance of a subclass of its own class with ``mixin`` in front, in place:
+    its attributes, parameter names and ``isinstance`` checks are kept; ``mixin`` overrides methods
+    and calls the original ones through ``super()``."""
     chain = getattr(type(module), "_chain", (type(module),))
     module.__class__ = _swapped_class((mixin, *chain))
 
@@ -89,11 +97,12 @@ def _swap(module: nn.Module, mixin: type) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-class TemporalSite(_Swapped):
+class TemporalSite(Mixin):
     """A layer with a fusion module on its input or output (mixed into the layer's own class).
 
     The layer still sees and returns frame batches; only around the fusion module are they viewed as
-    clips, with ``T`` set by the enclosing :class:`Temporal` model before each call.
+    clips, with ``T`` set by the enclosing :class:`Temporal` model for the duration of its forward
+    (``None`` outside it: a site called on its own raises instead of using a stale ``T``).
 
     Shape:
         - Input and output: the layer's, with ``B*T`` frames on the batch axis.
@@ -107,11 +116,12 @@ class TemporalSite(_Swapped):
         T = self.T
         if T is None:
             raise RuntimeError("a fusion site runs only inside its temporalized model's forward (T unknown)")
-        if not isinstance(frames, Tensor) or frames.ndim != 4 or frames.shape[0] % T:
+        if not isinstance(frames, Tensor) or frames.ndim < 2 or frames.shape[0] % T:
             shape = tuple(frames.shape) if isinstance(frames, Tensor) else type(frames).__name__
-            raise ValueError(f"a fusion site expects frames (B*T, C, H, W) with T = {T}, got {shape}")
-        clip = rearrange(frames, "(b t) c h w -> b t c h w", t=T)
-        return rearrange(self.fusion(clip), "b t c h w -> (b t) c h w")
+            raise ValueError(f"a fusion site expects frames (B*T, ...) with T = {T}, got {shape}")
+        # (B*T, C, H, W) for a CNN, (B*T, N, D) or (B*T, H, W, D) tokens for a transformer
+        clip = rearrange(frames, "(b t) ... -> b t ...", t=T)
+        return rearrange(self.fusion(clip), "b t ... -> (b t) ...")
 
     def forward(self, x: Any, *args: Any, **kwargs: Any) -> Any:
         at = self.fusion.at
@@ -121,7 +131,7 @@ class TemporalSite(_Swapped):
         return self._fuse(out) if at == "output" else out
 
 
-class Temporal(_Swapped):
+class Temporal(Mixin):
     """A temporalized model (mixed into the model's own class): clips in, frame-averaged outputs out.
 
     Attributes:
@@ -146,10 +156,15 @@ class Temporal(_Swapped):
     def forward(self, clip: Any, *args: Any, **kwargs: Any) -> Any:
         _check_clip(clip, self.temporal_in_channels, self._temporal_first_conv)
         batch, T = clip.shape[:2]
-        for module in self.modules():
-            if isinstance(module, TemporalSite):
-                module.T = T
-        out = super().forward(rearrange(clip, "b t c h w -> (b t) c h w"), *args, **kwargs)
+        # The sites by name (not a walk over every module), so a replaced site module still counts.
+        sites = [cast(TemporalSite, self.get_submodule(name)) for name in self.temporal_sites]
+        for site in sites:
+            site.T = T
+        try:
+            out = super().forward(rearrange(clip, "b t c h w -> (b t) c h w"), *args, **kwargs)
+        finally:  # T exists only during this forward
+            for site in sites:
+                site.T = None
         return per_frame(out, batch, T, self.temporal_reduce)
 
     def extra_repr(self) -> str:
@@ -178,28 +193,43 @@ def _check_clip(clip: Any, in_channels: int, first_conv: str) -> None:
         raise ValueError(f"expected T >= 1 frames, got shape {tuple(clip.shape)}")
 
 
-def per_frame(out: Any, batch: int, T: int, reduce: Reduce) -> Any:
-    """Give per-frame outputs ``(B*T, ...)`` a ``T`` axis, ``(B, T, ...)``, then reduce it.
+def map_outputs(out: Any, fn: Callable[[Tensor], Any], what: str = "split") -> Any:
+    """Apply ``fn`` to every tensor of a model output, keeping its structure: dicts per key (their
+    own type kept), named tuples, tuples and lists per item; ``None`` stays ``None``.
 
-    Dicts are handled per key, tuples and lists (named tuples too) per item; ``None`` stays ``None``.
+    Raises:
+        TypeError: an output of another type (``what`` names the operation in the message).
     """
     if out is None:
         return None
     if isinstance(out, Tensor):
-        if out.ndim == 0 or out.shape[0] != batch * T:
-            raise ValueError(
-                f"expected a per-frame output with B*T = {batch * T} rows, got shape {tuple(out.shape)}"
-            )
-        frames = rearrange(out, "(b t) ... -> b t ...", t=T)
-        return frames.mean(1) if reduce == "mean" else frames
+        return fn(out)
     if isinstance(out, Mapping):
         mapping: Any = type(out)  # dict, OrderedDict ...: keep the model's own type
-        return mapping((key, per_frame(value, batch, T, reduce)) for key, value in out.items())
+        return mapping((key, map_outputs(value, fn, what)) for key, value in out.items())
     if isinstance(out, tuple) and hasattr(out, "_fields"):  # named tuple, e.g. InceptionOutputs
-        return type(out)(*(per_frame(item, batch, T, reduce) for item in out))
+        return type(out)(*(map_outputs(item, fn, what) for item in out))
     if isinstance(out, (tuple, list)):
-        return type(out)(per_frame(item, batch, T, reduce) for item in out)
-    raise TypeError(f"cannot split a model output of type {type(out).__name__} into frames")
+        return type(out)(map_outputs(item, fn, what) for item in out)
+    raise TypeError(f"cannot {what} a model output of type {type(out).__name__}")
+
+
+def per_frame(out: Any, batch: int, T: int, reduce: Reduce) -> Any:
+    """Give per-frame outputs ``(B*T, ...)`` a ``T`` axis, ``(B, T, ...)``, then reduce it.
+
+    Dicts are handled per key, tuples and lists (named tuples too) per item; ``None`` stays ``None``
+    (see :func:`map_outputs`).
+    """
+
+    def split(frames: Tensor) -> Tensor:
+        if frames.ndim == 0 or frames.shape[0] != batch * T:
+            raise ValueError(
+                f"expected a per-frame output with B*T = {batch * T} rows, got shape {tuple(frames.shape)}"
+            )
+        clip = rearrange(frames, "(b t) ... -> b t ...", t=T)
+        return clip.mean(1) if reduce == "mean" else clip
+
+    return map_outputs(out, split, "split into frames")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -411,10 +441,10 @@ def temporalize(
     ]
     for name, fusion_module in zip(sites, fusions):
         module = named[name]
-        _swap(module, TemporalSite)
+        mix_in(module, TemporalSite)
         module.add_module("fusion", fusion_module)
         module.T = None
-    _swap(model, Temporal)
+    mix_in(model, Temporal)
     temporal = cast(Temporal, model)
     temporal.temporal_sites = tuple(sites)
     temporal.temporal_fusion = fusion
