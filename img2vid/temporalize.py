@@ -1,4 +1,5 @@
-"""temporalize: any 2D CNN becomes a video network, in one call, without losing its weights.
+"""temporalize: any 2D CNN or vision transformer becomes a video network, in one call, without losing
+its weights.
 
 The surgery edits the model in place and returns it:
 
@@ -7,7 +8,8 @@ The surgery edits the model in place and returns it:
    *block* (see :func:`default_sites`): TSM on the input of a block's first branch convolution, GSF
    after its last branch convolution. For torchvision ResNet/ResNeXt/Wide-ResNet blocks these are the
    reference placements (TSM ``"blockres"`` on ``conv1``; GSF after ``conv2`` of a ``BasicBlock`` or
-   ``conv3`` of a ``Bottleneck``, before its BN).
+   ``conv3`` of a ``Bottleneck``, before its BN). In a vision transformer the site is each block's
+   norm before attention, and the token fusions (:mod:`img2vid.fusion.token_shift`) act on its input.
 2. **Names are kept.** A site keeps its class's behaviour and every parameter name; it gains one
    child, ``fusion``, and its class becomes a subclass of the original (``nn.Conv2d`` ->
    ``TemporalConv2d``). The model's class likewise becomes a subclass (``ResNet`` ->
@@ -27,9 +29,19 @@ from einops import rearrange
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from .fusion import FUSIONS, GateShiftFuse, make_fusion
+from .fusion import FUSIONS, make_fusion
 
-__all__ = ["Temporal", "TemporalSite", "default_sites", "is_temporal", "temporalize"]
+__all__ = [
+    "Mixin",
+    "Temporal",
+    "TemporalSite",
+    "default_sites",
+    "is_temporal",
+    "map_outputs",
+    "mix_in",
+    "temporalize",
+    "transformer_blocks",
+]
 
 Where = Union[Iterable[str], Callable[[str, nn.Module], bool], None]
 Reduce = Optional[str]
@@ -247,7 +259,10 @@ def _is_block(module: nn.Module) -> bool:
 
 
 def _has_stage(module: nn.Module) -> bool:
-    """Whether ``module`` holds a container with at least two blocks: it is a network, not a block."""
+    """Whether ``module`` holds a stage, a container with at least two blocks, or has two blocks as
+    its own children (timm's ``RegStage``): it is a network or a stage, not a block."""
+    if sum(1 for c in module.children() if not isinstance(c, _CONTAINERS) and _is_block(c)) >= 2:
+        return True
     for m in module.modules():
         if isinstance(m, _CONTAINERS) and sum(
             1 for c in m.children() if not isinstance(c, _CONTAINERS) and _is_block(c)
@@ -270,12 +285,13 @@ def _blocks(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Modul
 
 
 def _branch_convs(block: nn.Module, prefix: str) -> list[tuple[str, nn.Conv2d]]:
-    """The block's Conv2d layers outside its shortcut, in registration order."""
+    """The block's Conv2d layers outside its shortcut, in registration order (a shortcut child is
+    skipped at any depth: a stage of one block, such as timm RegNet's, is found as the block)."""
     convs: list[tuple[str, nn.Conv2d]] = []
 
     def visit(module: nn.Module, path: str) -> None:
         for name, child in module.named_children():
-            if module is block and name in SHORTCUT_NAMES:
+            if name in SHORTCUT_NAMES:
                 continue
             if isinstance(child, nn.Conv2d):
                 convs.append((f"{path}{name}", child))
@@ -294,8 +310,40 @@ def _tsm_every_other(model: nn.Module) -> bool:
     )
 
 
+def _is_attention(module: nn.Module) -> bool:
+    return isinstance(module, nn.MultiheadAttention) or type(module).__name__.endswith("Attention")
+
+
+def transformer_blocks(model: nn.Module) -> list[tuple[str, str]]:
+    """The transformer blocks of ``model``: ``(block name, name of the norm before its attention)``.
+
+    A transformer block is a module with an attention child (an ``nn.MultiheadAttention`` or a class
+    named ``*Attention``: timm's ``Attention``, Swin's ``ShiftedWindowAttention``/``WindowAttention``)
+    and an ``nn.LayerNorm`` child registered before it: torchvision's ``EncoderBlock`` (``ln_1``,
+    ``self_attention``) and ``SwinTransformerBlock`` (``norm1``, ``attn``), timm's ``Block`` and
+    ``SwinTransformerBlock`` (``norm1``, ``attn``). Blocks inside a found block are not searched.
+    """
+    blocks: list[tuple[str, str]] = []
+    for name, module in model.named_modules():
+        if blocks and name.startswith(blocks[-1][0] + "."):
+            continue
+        norm = None
+        for child_name, child in module.named_children():
+            if _is_attention(child):
+                if norm is not None:
+                    blocks.append((name, norm))
+                break
+            if norm is None and isinstance(child, nn.LayerNorm):
+                norm = child_name
+    return blocks
+
+
 def default_sites(model: nn.Module, fusion: str = "gsf") -> list[str]:
     """The layers :func:`temporalize` fuses by default.
+
+    **Vision transformers** (any model with :func:`transformer_blocks`): one site per block, the
+    norm before its attention (``ln_1``/``norm1``); the token fusion acts on that norm's input, the
+    attention branch's input, so the block's identity path stays unshifted (TSM's residual shift).
 
     The generic rule, for any torchvision CNN:
 
@@ -318,6 +366,9 @@ def default_sites(model: nn.Module, fusion: str = "gsf") -> list[str]:
         Module names, in the order of ``model.named_modules()``.
     """
     cls = _fusion_class(fusion)
+    tokens = transformer_blocks(model)
+    if tokens:
+        return [f"{block}.{norm}" if block else norm for block, norm in tokens]
     blocks = list(_blocks(model))
     sites: list[str] = []
     if blocks:
@@ -360,14 +411,29 @@ def _fusion_class(fusion: str) -> Any:
     return FUSIONS[fusion]
 
 
-def _site_channels(name: str, module: nn.Module) -> int:
-    channels = getattr(module, "out_channels", None) or getattr(module, "num_features", None)
+def _site_channels(name: str, module: nn.Module, tokens: bool = False) -> int:
+    """The channels GSF sees: a CNN site's output channels; a transformer site's input token width."""
+    if tokens:
+        shape = getattr(module, "normalized_shape", None)
+        channels = shape[-1] if isinstance(shape, tuple) and shape else getattr(module, "in_features", None)
+        what = "normalized_shape or in_features, e.g. nn.LayerNorm or nn.Linear"
+    else:
+        channels = getattr(module, "out_channels", None) or getattr(module, "num_features", None)
+        what = "out_channels or num_features, e.g. nn.Conv2d or nn.BatchNorm2d"
     if not isinstance(channels, int):
-        raise ValueError(
-            f"GSF needs the channel count of site {name!r} ({type(module).__name__}); "
-            "choose layers with out_channels or num_features, e.g. nn.Conv2d or nn.BatchNorm2d"
-        )
+        raise ValueError(f"GSF needs the channel count of site {name!r} ({type(module).__name__}); "
+                         f"choose layers with {what}")
     return channels
+
+
+def _prefix_tokens(model: nn.Module) -> int:
+    """Tokens before the patches: timm's ``num_prefix_tokens``, or torchvision ViT's class token."""
+    count = getattr(model, "num_prefix_tokens", None)
+    if isinstance(count, int):
+        return count
+    if isinstance(getattr(model, "class_token", None), nn.Parameter):
+        return 1
+    raise ValueError(f"shift_class_token=False, but {type(model).__name__} has no class token")
 
 
 def is_temporal(model: nn.Module) -> bool:
@@ -383,11 +449,18 @@ def temporalize(
     where: Where = None,
     **fusion_options: Any,
 ) -> nn.Module:
-    """Turn a 2D CNN into a video network by inserting temporal fusion; edits ``model`` in place.
+    """Turn a 2D CNN or vision transformer into a video network by inserting temporal fusion; edits
+    ``model`` in place.
+
+    On a vision transformer (torchvision ``VisionTransformer``/``SwinTransformer``, timm ViT, DeiT,
+    Swin: any model with :func:`transformer_blocks`) the fusions act on channels-last tokens:
+    ``"tsm"`` is :class:`~img2vid.fusion.TokenShift`, ``"gsf"`` :class:`~img2vid.fusion.GatedTokenShift`
+    (identity at initialisation), both on the input of the norm before each block's attention.
 
     Args:
-        model: a 2D CNN taking ``(N, C, H, W)``, e.g. any torchvision classification or segmentation
-            model. Its weights, parameter names and class are kept (the class becomes a subclass).
+        model: a 2D CNN or vision transformer taking ``(N, C, H, W)``, e.g. any torchvision
+            classification or segmentation model. Its weights, parameter names and class are kept
+            (the class becomes a subclass).
         fusion: ``"gsf"`` (Gate-Shift-Fuse, identity at initialisation), ``"tsm"`` (Temporal Shift),
             or ``"none"`` (frames processed independently: the paper's "Augment" ablation).
         reduce: ``"mean"`` averages per-frame outputs over ``T``; ``None`` returns them as
@@ -395,7 +468,9 @@ def temporalize(
         where: the sites: module names, or a predicate ``(name, module) -> bool`` over
             ``model.named_modules()``. Default: :func:`default_sites`. TSM shifts a site's input,
             GSF fuses its output. Sites must be layers, not containers.
-        fusion_options: options of the fusion class: ``fold_div`` (TSM), ``fraction`` (GSF).
+        fusion_options: options of the fusion class: ``fold_div`` (TSM), ``fraction`` (GSF); on a
+            transformer also ``shift_class_token=False`` to leave the class (and other prefix)
+            tokens unshifted (default: shifted like the patch tokens).
 
     Returns:
         ``model`` itself, now taking clips ``(B, T, C, H, W)``; ``model.temporal_sites`` lists the
@@ -403,7 +478,7 @@ def temporalize(
 
     Raises:
         ValueError: an unknown fusion or reduce, a model already temporalized, a model with no
-            ``Conv2d`` or no site, a bad ``where``.
+            ``Conv2d`` or no site, a bad ``where``, ``shift_class_token=False`` without a class token.
 
     Example:
         >>> net = temporalize(torchvision.models.resnet18(num_classes=10), "gsf")
@@ -433,10 +508,19 @@ def temporalize(
             raise ValueError(f"site {name!r} is a {type(module).__name__}; choose a layer inside it")
         if hasattr(module, "fusion"):
             raise ValueError(f"site {name!r} already has an attribute 'fusion'")
+    tokens = bool(transformer_blocks(model))
+    if "shift_class_token" in fusion_options:
+        shift_class_token = fusion_options.pop("shift_class_token")
+        if not tokens:
+            raise TypeError("shift_class_token applies to vision transformers; "
+                            f"{type(model).__name__} has no transformer block")
+        if not shift_class_token:
+            fusion_options["keep_first"] = _prefix_tokens(model)
     # Build every fusion module before touching the model, so a bad option leaves it unchanged.
-    needs_channels = FUSIONS[fusion] is GateShiftFuse
+    needs_channels = fusion == "gsf"
     fusions = [
-        make_fusion(fusion, _site_channels(name, named[name]) if needs_channels else None, **fusion_options)
+        make_fusion(fusion, _site_channels(name, named[name], tokens) if needs_channels else None, tokens=tokens,
+                    **fusion_options)
         for name in sites
     ]
     for name, fusion_module in zip(sites, fusions):

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision.models as tvm
-import torchvision.transforms.v2.functional as TF
 import torchvision.models.segmentation as seg
+import torchvision.transforms.v2.functional as TF
 from torch import nn
 from torch.testing import assert_close
 
