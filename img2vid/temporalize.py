@@ -22,6 +22,7 @@ The surgery edits the model in place and returns it:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Callable, Optional, Union, cast
 
@@ -52,6 +53,8 @@ _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 HEAD_NAMES = frozenset({"classifier", "aux_classifier", "AuxLogits", "fc", "head", "heads"})
 # Children of a block with these names are its shortcut, not its residual branch.
 SHORTCUT_NAMES = frozenset({"downsample", "proj", "shortcut", "skip"})
+# Transformer blocks whose norm follows the attention (Swin V2's "res-post-norm"), though registered first.
+POST_NORM_BLOCKS = frozenset({"SwinTransformerBlockV2", "SwinTransformerV2Block"})
 # The TSM reference shifts every other block when a ResNet stage is this deep (ResNet-101/152).
 _TSM_DEEP_STAGE = 23
 
@@ -311,30 +314,38 @@ def _tsm_every_other(model: nn.Module) -> bool:
 
 
 def _is_attention(module: nn.Module) -> bool:
-    return isinstance(module, nn.MultiheadAttention) or type(module).__name__.endswith("Attention")
+    """``nn.MultiheadAttention``, or a class named ``*Attention`` or ``*AttentionV2`` (..V3 ...)."""
+    return isinstance(module, nn.MultiheadAttention) or re.fullmatch(r"\w*Attention(V\d+)?", type(module).__name__)
+
 
 
 def transformer_blocks(model: nn.Module) -> list[tuple[str, str]]:
-    """The transformer blocks of ``model``: ``(block name, name of the norm before its attention)``.
+    """The transformer blocks of ``model``: ``(block name, name of the child that first sees the
+    attention branch's input)``.
 
     A transformer block is a module with an attention child (an ``nn.MultiheadAttention`` or a class
-    named ``*Attention``: timm's ``Attention``, Swin's ``ShiftedWindowAttention``/``WindowAttention``)
-    and an ``nn.LayerNorm`` child registered before it: torchvision's ``EncoderBlock`` (``ln_1``,
-    ``self_attention``) and ``SwinTransformerBlock`` (``norm1``, ``attn``), timm's ``Block`` and
-    ``SwinTransformerBlock`` (``norm1``, ``attn``). Blocks inside a found block are not searched.
+    named ``*Attention`` or ``*AttentionV2``: timm's ``Attention``, Swin's ``ShiftedWindowAttention``,
+    ``ShiftedWindowAttentionV2``, ``WindowAttention``) and an ``nn.LayerNorm`` child (so the optional
+    attention wrappers of CNN decoders, e.g. smp's Unet, are not blocks).
+    The child returned is the ``nn.LayerNorm`` registered before the attention in pre-norm blocks
+    (torchvision's ``EncoderBlock``: ``ln_1``; its ``SwinTransformerBlock`` and timm's ``Block`` and
+    ``SwinTransformerBlock``: ``norm1``), or the attention itself in post-norm blocks, whose norm
+    follows it (:data:`POST_NORM_BLOCKS`: torchvision's ``SwinTransformerBlockV2`` and timm's
+    ``SwinTransformerV2Block``, ``attn``; their norm is registered first but runs after the attention,
+    which registration order cannot tell). Blocks inside a found block are not searched.
     """
     blocks: list[tuple[str, str]] = []
     for name, module in model.named_modules():
         if blocks and name.startswith(blocks[-1][0] + "."):
             continue
-        norm = None
-        for child_name, child in module.named_children():
-            if _is_attention(child):
-                if norm is not None:
-                    blocks.append((name, norm))
-                break
-            if norm is None and isinstance(child, nn.LayerNorm):
-                norm = child_name
+        children = list(module.named_children())
+        attention = next((i for i, (_, child) in enumerate(children) if _is_attention(child)), None)
+        norms = [i for i, (_, child) in enumerate(children) if isinstance(child, nn.LayerNorm)]
+        if attention is None or not norms:
+            continue
+        before = [i for i in norms if i < attention]
+        post_norm = type(module).__name__ in POST_NORM_BLOCKS or not before
+        blocks.append((name, children[attention if post_norm else before[0]][0]))
     return blocks
 
 
@@ -342,8 +353,9 @@ def default_sites(model: nn.Module, fusion: str = "gsf") -> list[str]:
     """The layers :func:`temporalize` fuses by default.
 
     **Vision transformers** (any model with :func:`transformer_blocks`): one site per block, the
-    norm before its attention (``ln_1``/``norm1``); the token fusion acts on that norm's input, the
-    attention branch's input, so the block's identity path stays unshifted (TSM's residual shift).
+    norm before its attention (``ln_1``/``norm1``), or the attention itself in a post-norm block
+    (Swin V2); the token fusion acts on that site's input, the attention branch's input, so the
+    block's identity path stays unshifted (TSM's residual shift).
 
     The generic rule, for any torchvision CNN:
 
@@ -415,8 +427,11 @@ def _site_channels(name: str, module: nn.Module, tokens: bool = False) -> int:
     """The channels GSF sees: a CNN site's output channels; a transformer site's input token width."""
     if tokens:
         shape = getattr(module, "normalized_shape", None)
-        channels = shape[-1] if isinstance(shape, tuple) and shape else getattr(module, "in_features", None)
-        what = "normalized_shape or in_features, e.g. nn.LayerNorm or nn.Linear"
+        # an attention site (post-norm blocks): the width its qkv projection reads
+        linear = getattr(module, "qkv", None) or next((m for m in module.modules() if isinstance(m, nn.Linear)), None)
+        channels = (shape[-1] if isinstance(shape, tuple) and shape else
+                    getattr(module, "embed_dim", None) or getattr(linear, "in_features", None))
+        what = "normalized_shape, embed_dim or a Linear layer, e.g. nn.LayerNorm, nn.Linear or an attention"
     else:
         channels = getattr(module, "out_channels", None) or getattr(module, "num_features", None)
         what = "out_channels or num_features, e.g. nn.Conv2d or nn.BatchNorm2d"

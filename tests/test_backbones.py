@@ -45,6 +45,12 @@ TRANSFORMERS = {
         lambda: tvm.SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[2, 2], num_heads=[1, 2],
                                     window_size=[2, 2], num_classes=5),
         [f"features.{stage}.{i}.norm1" for stage in (1, 3) for i in range(2)]),
+    "torchvision_swin_v2": (  # post-norm blocks: the attention itself sees the branch input
+        lambda: tvm.SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[2, 2], num_heads=[1, 2],
+                                    window_size=[2, 2], num_classes=5,
+                                    block=tvm.swin_transformer.SwinTransformerBlockV2,
+                                    downsample_layer=tvm.swin_transformer.PatchMergingV2),
+        [f"features.{stage}.{i}.attn" for stage in (1, 3) for i in range(2)]),
     "timm_vit": (
         lambda: timm_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, num_classes=5),
         [f"blocks.{i}.norm1" for i in range(2)]),
@@ -55,16 +61,28 @@ TRANSFORMERS = {
         lambda: timm_model("swin_tiny_patch4_window7_224", img_size=32, window_size=2, embed_dim=16,
                            depths=(2, 2), num_heads=(1, 2), num_classes=5),
         [f"layers.{stage}.blocks.{i}.norm1" for stage in (0, 1) for i in range(2)]),
+    "timm_swin_v2": (  # post-norm, as torchvision's Swin V2
+        lambda: timm_model("swinv2_tiny_window8_256", img_size=32, window_size=2, embed_dim=16,
+                           depths=(2, 2), num_heads=(1, 2), num_classes=5),
+        [f"layers.{stage}.blocks.{i}.attn" for stage in (0, 1) for i in range(2)]),
 }
+
+
+# the token width each site sees, from the configurations above (Swin doubles it per stage)
+WIDTHS = {"torchvision_vit": [32] * 2, "torchvision_swin": [16, 16, 32, 32], "torchvision_swin_v2": [16, 16, 32, 32],
+          "timm_vit": [192] * 2, "timm_deit": [192] * 2, "timm_swin": [16, 16, 32, 32],
+          "timm_swin_v2": [16, 16, 32, 32]}
 
 
 def plain_transformer(family: str) -> nn.Module:
     torch.manual_seed(0)
     model = TRANSFORMERS[family][0]()
-    with torch.no_grad():  # torchvision's ViT starts with a zero head: give it one that reads the tokens
-        for module in model.modules():
+    with torch.no_grad():  # torchvision's ViT starts with a zero head, timm's Swin V2 with zero post-norms:
+        for module in model.modules():  # make them read their input, as trained weights do
             if isinstance(module, nn.Linear) and module.weight.abs().sum() == 0:
                 module.weight.normal_(0, 0.2)
+            if isinstance(module, nn.LayerNorm) and module.weight.abs().sum() == 0:
+                module.weight.fill_(1.0)
     return model.eval()
 
 
@@ -119,7 +137,8 @@ def test_transformer_gsf_is_the_identity_at_init_and_keeps_checkpoints(family):
     sites = TRANSFORMERS[family][1]
     model = temporalize(TRANSFORMERS[family][0](), "gsf").eval()  # other random weights
     assert list(model.temporal_sites) == sites
-    widths = [model.get_submodule(s).normalized_shape[-1] for s in sites]
+    widths = WIDTHS[family]
+    assert len(widths) == len(sites)
     assert n_params(model) - n_params(plain) == sum(2 * fused_channels(d) + 2 for d in widths)
     buffer.seek(0)
     result = model.load_state_dict(torch.load(buffer), strict=False)
