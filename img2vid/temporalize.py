@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional, Union, cast
 
 from einops import rearrange
 from torch import Tensor, nn
+from torch.nn.modules.module import _EXTRA_STATE_KEY_SUFFIX as _EXTRA_STATE
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from .fusion import FUSIONS, make_fusion
@@ -181,6 +182,13 @@ class Temporal(Mixin):
             for site in sites:
                 site.T = None
         return per_frame(out, batch, T, self.temporal_reduce)
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
+        unexpected_keys = args[3]  # (local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        # A wrapped checkpoint's motion (its extra state) is for wrap: a model that takes clips ignores it.
+        if prefix + _EXTRA_STATE in unexpected_keys:
+            unexpected_keys.remove(prefix + _EXTRA_STATE)
 
     def extra_repr(self) -> str:
         own = f"fusion={self.temporal_fusion!r}, reduce={self.temporal_reduce!r}, sites={len(self.temporal_sites)}"

@@ -13,7 +13,7 @@ from torch import nn
 from torch.testing import assert_close
 
 from img2vid.genotype import Genotype
-from img2vid.temporalize import Temporal
+from img2vid.temporalize import Temporal, temporalize
 from img2vid.video import ImageToVideo
 from img2vid.wrap import Wrapped, wrap
 
@@ -151,6 +151,11 @@ def test_checkpoints_remember_the_motion():
     assert other.image_to_video.T == 3
     with pytest.raises(ValueError, match="genotype, T and frames"):
         other.load_state_dict({**state, "_extra_state": {"T": 3}})
+    # a model that takes clips loads the wrapped weights strictly; the motion is wrap's alone
+    clips_in = temporalize(tvm.resnet18(num_classes=3), "gsf", reduce=None).eval()
+    clips_in.load_state_dict(state)
+    clip = ImageToVideo("translate_x:0.1,rotate:10", 3, frames="forward")(images)
+    assert_close(clips_in(clip).mean(1), wrapped(images))
 
 
 def test_logits_are_averaged_over_the_clip():
