@@ -84,6 +84,16 @@ def test_gated_token_shift_is_the_identity_at_init_and_matches_its_formula(shape
     assert torch.equal(out[..., 8:], x[..., 8:])
 
 
+def test_gated_token_shift_keeps_the_class_token_on_request():
+    module = GatedTokenShift(32, keep_first=1)
+    with torch.no_grad():
+        module.scale.normal_()
+    x = torch.randn(2, 3, 5, 32)
+    out = module(x)
+    assert torch.equal(out[:, :, 0], x[:, :, 0])
+    assert_close(out[:, :, 1:], gated_by_hand(module, x)[:, :, 1:])
+
+
 def test_gated_token_shift_gradcheck():
     module = GatedTokenShift(8, fraction=0.5).double()
     with torch.no_grad():
