@@ -323,8 +323,8 @@ def _tsm_every_other(model: nn.Module) -> bool:
 
 def _is_attention(module: nn.Module) -> bool:
     """``nn.MultiheadAttention``, or a class named ``*Attention`` or ``*AttentionV2`` (..V3 ...)."""
-    return isinstance(module, nn.MultiheadAttention) or re.fullmatch(r"\w*Attention(V\d+)?", type(module).__name__)
-
+    name = type(module).__name__
+    return isinstance(module, nn.MultiheadAttention) or re.fullmatch(r"\w*Attention(V\d+)?", name) is not None
 
 
 def transformer_blocks(model: nn.Module) -> list[tuple[str, str]]:
@@ -386,9 +386,9 @@ def default_sites(model: nn.Module, fusion: str = "gsf") -> list[str]:
         Module names, in the order of ``model.named_modules()``.
     """
     cls = _fusion_class(fusion)
-    tokens = transformer_blocks(model)
-    if tokens:
-        return [f"{block}.{norm}" if block else norm for block, norm in tokens]
+    token_blocks = transformer_blocks(model)
+    if token_blocks:
+        return [f"{block}.{site}" if block else site for block, site in token_blocks]
     blocks = list(_blocks(model))
     sites: list[str] = []
     if blocks:
@@ -490,7 +490,8 @@ def temporalize(
             ``(B, T, ...)``.
         where: the sites: module names, or a predicate ``(name, module) -> bool`` over
             ``model.named_modules()``. Default: :func:`default_sites`. TSM shifts a site's input,
-            GSF fuses its output. Sites must be layers, not containers.
+            GSF fuses its output (on a transformer both act on the site's input). Sites must be
+            layers, not containers.
         fusion_options: options of the fusion class: ``fold_div`` (TSM), ``fraction`` (GSF); on a
             transformer also ``shift_class_token=False`` to leave the class (and other prefix)
             tokens unshifted (default: shifted like the patch tokens).
@@ -537,7 +538,7 @@ def temporalize(
         if not tokens:
             raise TypeError("shift_class_token applies to vision transformers; "
                             f"{type(model).__name__} has no transformer block")
-        if not shift_class_token:
+        if not shift_class_token and fusion != "none":  # "none" moves no token anyway
             fusion_options["keep_first"] = _prefix_tokens(model)
     # Build every fusion module before touching the model, so a bad option leaves it unchanged.
     needs_channels = fusion == "gsf"
