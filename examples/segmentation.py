@@ -32,6 +32,12 @@ atrous rates (12, 24, 36) need larger images than a CPU run affords.
         --train 256 --test 128 --T 3 --epochs 12 --arm both  # CPU, 2 cores: about 2 minutes
     python examples/segmentation.py --device cuda         # DeepLabV3-ResNet-50, sized for a GPU
     python examples/segmentation.py --device cuda --dataset voc --data-dir ~/data --pretrained --size 320
+    python examples/segmentation.py --quick --arch smp_pspnet  # the paper's PSPNet, from smp (ResNet-18)
+
+``--arch smp_pspnet`` (or ``smp_deeplabv3``, ``smp_unet``, ``smp_fpn``) takes the model from
+segmentation_models_pytorch (``pip install img2vid[smp]``) with a ResNet-18 encoder; it returns one
+map rather than a dict, and ``i2v.wrap`` handles it the same way:
+``i2v.wrap(smp.PSPNet("resnet18", encoder_weights=None, classes=K), genotype, T)``.
 """
 
 from __future__ import annotations
@@ -57,7 +63,9 @@ try:
 except ImportError:  # progress bars are optional
     tqdm = None
 
-ARCHS = ["deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large", "fcn_resnet50", "lraspp_mobilenet_v3_large"]
+TORCHVISION_ARCHS = ["deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large", "fcn_resnet50", "lraspp_mobilenet_v3_large"]
+SMP_ARCHS = {"smp_pspnet": "PSPNet", "smp_deeplabv3": "DeepLabV3", "smp_unet": "Unet", "smp_fpn": "FPN"}
+ARCHS = TORCHVISION_ARCHS + list(SMP_ARCHS)
 IGNORE = 255  # VOC's "void" label: borders and unclear pixels
 
 
@@ -133,7 +141,15 @@ def voc(args: argparse.Namespace) -> tuple[Dataset, Dataset, int]:
 
 
 def build(arch: str, classes: int, pretrained: bool) -> nn.Module:
-    """A torchvision segmentation model, untrained, or with an ImageNet backbone if ``pretrained``."""
+    """A torchvision (or smp) segmentation model, untrained, or with an ImageNet backbone if ``pretrained``."""
+    if arch in SMP_ARCHS:
+        try:
+            import segmentation_models_pytorch as smp
+        except ImportError:
+            raise SystemExit(f"error: --arch {arch} needs segmentation_models_pytorch "
+                             "(pip install img2vid[smp])") from None
+        return getattr(smp, SMP_ARCHS[arch])("resnet18", encoder_weights="imagenet" if pretrained else None,
+                                             classes=classes)
     options = {} if arch.startswith("lraspp") else {"aux_loss": True}
     try:
         return getattr(seg, arch)(weights=None, weights_backbone="DEFAULT" if pretrained else None,
@@ -145,6 +161,11 @@ def build(arch: str, classes: int, pretrained: bool) -> nn.Module:
 
 def batches(loader: DataLoader, show: bool, what: str):
     return tqdm(loader, desc=what, leave=False) if show and tqdm is not None else loader
+
+
+def main_map(out: dict[str, Tensor] | Tensor) -> Tensor:
+    """The segmentation map: torchvision models return ``{"out": ..., "aux": ...}``, smp models a tensor."""
+    return out["out"] if isinstance(out, dict) else out
 
 
 def labels_of(mask: Tensor) -> Tensor:
@@ -180,9 +201,9 @@ def check_alignment(wrapped: nn.Module, reference: nn.Module | None, images: Ten
     reference.eval()
     wrapped.eval()
     frames = video(images)  # (B, T, 3, H, W)
-    per_frame = reference(frames.flatten(0, 1))["out"].unflatten(0, frames.shape[:2])  # (B, T, K, H, W)
+    per_frame = main_map(reference(frames.flatten(0, 1))).unflatten(0, frames.shape[:2])  # (B, T, K, H, W)
     expected = video.inverse(per_frame).mean(1)
-    error = float((wrapped(images)["out"] - expected).abs().max() / expected.abs().max())
+    error = float((main_map(wrapped(images)) - expected).abs().max() / expected.abs().max())
     print(f"alignment 2: wrapped model == mean of the 2D model's undone per-frame maps "
           f"(max relative difference {error:.1e})")
     wrapped.train()
@@ -190,9 +211,10 @@ def check_alignment(wrapped: nn.Module, reference: nn.Module | None, images: Ten
         raise SystemExit("error: the wrapped model's output does not line up with its input")
 
 
-def loss_of(out: dict[str, Tensor], target: Tensor) -> Tensor:
-    loss = F.cross_entropy(out["out"], target, ignore_index=IGNORE)
-    if out.get("aux") is not None:  # torchvision's reference recipe weighs the auxiliary head by 0.5
+def loss_of(out: dict[str, Tensor] | Tensor, target: Tensor) -> Tensor:
+    loss = F.cross_entropy(main_map(out), target, ignore_index=IGNORE)
+    # torchvision's reference recipe weighs the auxiliary head by 0.5
+    if isinstance(out, dict) and out.get("aux") is not None:
         loss = loss + 0.5 * F.cross_entropy(out["aux"], target, ignore_index=IGNORE)
     return loss
 
@@ -225,7 +247,7 @@ def confusion(model: nn.Module, loader: DataLoader, classes: int, device: torch.
     for images, masks in batches(loader, show, "test"):
         target = labels_of(masks).to(device)
         with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
-            predicted = model(images.to(device))["out"].argmax(1)
+            predicted = main_map(model(images.to(device))).argmax(1)
         keep = target != IGNORE
         counts += torch.bincount(target[keep] * classes + predicted[keep], minlength=classes * classes)
     model.train()
@@ -299,8 +321,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--dataset", choices=["digits", "voc"], default="digits", help="see above")
     parser.add_argument("--data-dir", help="with --dataset voc: the folder that holds VOCdevkit/VOC2012")
-    parser.add_argument("--arch", choices=ARCHS, default="deeplabv3_resnet50",
-                        help="torchvision segmentation model")
+    parser.add_argument("--arch", choices=ARCHS,
+                        help="torchvision segmentation model, or smp_* from segmentation_models_pytorch "
+                        "(default: deeplabv3_resnet50; deeplabv3_mobilenet_v3_large with --quick)")
     parser.add_argument("--pretrained", action="store_true",
                         help="ImageNet backbone (weights_backbone='DEFAULT'; downloaded once by torchvision)")
     parser.add_argument("--arm", choices=["wrapped", "baseline", "both"], default="wrapped",
@@ -328,9 +351,11 @@ def main() -> None:
                         "DeepLabV3-MobileNetV3, T=3, 1 epoch): < 40 s on a 2-core CPU")
     args = parser.parse_args()
     if args.quick:
-        args.arch, args.size, args.digit_size, args.train, args.test = "deeplabv3_mobilenet_v3_large", 32, 12, 32, 16
+        args.arch = args.arch or "deeplabv3_mobilenet_v3_large"
+        args.size, args.digit_size, args.train, args.test = 32, 12, 32, 16
         args.limit, args.T, args.epochs, args.batch_size, args.no_progress = 16, 3, 1, 8, True
         args.calibration_batches = 2
+    args.arch = args.arch or "deeplabv3_resnet50"
     if args.dataset == "voc" and not args.data_dir:
         parser.error("--dataset voc needs --data-dir")
     if args.dataset == "digits" and args.digit_size > args.size:

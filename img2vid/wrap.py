@@ -2,35 +2,41 @@
 
 Data flow (the paper's Fig. 2): image ``(B, C, H, W)`` -> clip ``(B, T, C, H, W)`` by
 :class:`~img2vid.ImageToVideo` -> temporalized network -> per-frame outputs ``(B, T, ...)`` -> dense
-outputs (spatial size equal to the input's) warped back by :meth:`ImageToVideo.inverse` -> mean over
-frames. Classification logits are simply averaged; segmentation maps are first "undone" (Sec. 3.2).
+outputs (float ``(B, T, K, h, w)``, ``h, w >= 2``, at any resolution) warped back by
+:meth:`ImageToVideo.inverse` at their own resolution -> mean over frames. Classification logits are
+simply averaged; segmentation maps are first "undone" (Sec. 3.2).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from torch import Tensor, nn
+from torch.nn.modules.module import _EXTRA_STATE_KEY_SUFFIX as _EXTRA_STATE
 
 from .functional import Frames
-from .genotype import GenotypeLike
-from .temporalize import _swap, _Swapped, temporalize
+from .genotype import Genotype, GenotypeLike
+from .temporalize import Mixin, map_outputs, mix_in, temporalize
 from .video import ImageToVideo
 
 __all__ = ["Wrapped", "wrap"]
 
 
-class Wrapped(_Swapped):
+class Wrapped(Mixin):
     """A wrapped model (mixed into the model's own class, over :class:`~img2vid.temporalize.Temporal`).
 
     Attributes:
         image_to_video: the :class:`~img2vid.ImageToVideo` that makes the clips (no parameters).
 
+    The motion is saved with the weights: ``state_dict()`` holds it as the extra state
+    ``"_extra_state"`` (genotype JSON, ``T``, frame mode, interpolation, padding mode), and loading
+    a wrapped checkpoint restores it. A 2D checkpoint has none and keeps the current motion
+    (with ``strict=False``, as for :func:`~img2vid.temporalize.temporalize`).
+
     Shape:
         - Input: ``(B, C, H, W)`` images, as the 2D model took.
-        - Output: the 2D model's output; dense outputs ``(B, K, H, W)`` are warped back per frame
-          before the mean over frames.
+        - Output: the 2D model's output; dense outputs ``(B, K, h, w)``, at the input's resolution or
+          another, are warped back per frame at their own resolution before the mean over frames.
     """
 
     prefix = "Wrapped"
@@ -44,29 +50,48 @@ class Wrapped(_Swapped):
         # Plain tensor code (no transform dispatch), so compile/export see it.
         clip = video._clip(images, video.interpolation)
         per_frame = super().forward(clip, *args, **kwargs)  # (B, T, ...) per output
-        return undo_and_average(per_frame, video, images.shape[-2:])
+        return undo_and_average(per_frame, video)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The motion, in plain types (loads with ``torch.load(..., weights_only=True)``)."""
+        video = self.image_to_video
+        return {"genotype": video.genotype.to_json(), "T": video.T, "frames": video.frames,
+                "interpolation": video.interpolation, "padding_mode": video.padding_mode}
+
+    def set_extra_state(self, state: Any) -> None:
+        """Restore the motion saved by :meth:`get_extra_state`."""
+        if not isinstance(state, dict) or not {"genotype", "T", "frames"} <= set(state):
+            raise ValueError(f"a wrapped checkpoint's motion is a dict with genotype, T and frames, got {state!r}")
+        options = {key: state[key] for key in ("interpolation", "padding_mode") if key in state}
+        video = ImageToVideo(Genotype.from_json(state["genotype"]), state["T"], frames=state["frames"], **options)
+        object.__setattr__(self, "image_to_video", video)
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
+        missing_keys = args[2]  # (local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        key = prefix + _EXTRA_STATE
+        if key not in state_dict and key in missing_keys:  # a 2D checkpoint: keep the current motion
+            missing_keys.remove(key)
 
 
-def undo_and_average(out: Any, video: ImageToVideo, size: Any) -> Any:
+def is_dense(out: Tensor) -> bool:
+    """Whether a per-frame output ``(B, T, ...)`` is a dense map ``(B, T, K, h, w)``: float, ``h, w >= 2``."""
+    return out.ndim == 5 and out.is_floating_point() and out.shape[-2] >= 2 and out.shape[-1] >= 2
+
+
+def undo_and_average(out: Any, video: ImageToVideo) -> Any:
     """Average per-frame outputs ``(B, T, ...)`` over ``T``, warping dense ones back first.
 
-    A dense output is a float ``(B, T, K, H, W)`` whose ``(H, W)`` equals the input images' size.
-    Dicts are handled per key, tuples and lists (named tuples too) per item.
+    A dense output (:func:`is_dense`) is warped back by :meth:`ImageToVideo.inverse` at its own
+    resolution: the motion is in fractions of the size and in degrees, so it is the same motion at
+    every resolution (an auxiliary head at half resolution is undone at half resolution). Dicts are
+    handled per key, tuples and lists (named tuples too) per item.
     """
-    if out is None:
-        return None
-    if isinstance(out, Tensor):
-        if out.ndim == 5 and out.shape[-2:] == size and out.is_floating_point():
-            out = video.inverse(out)
-        return out.mean(1)
-    if isinstance(out, Mapping):
-        mapping: Any = type(out)
-        return mapping((key, undo_and_average(value, video, size)) for key, value in out.items())
-    if isinstance(out, tuple) and hasattr(out, "_fields"):
-        return type(out)(*(undo_and_average(item, video, size) for item in out))
-    if isinstance(out, (tuple, list)):
-        return type(out)(undo_and_average(item, video, size) for item in out)
-    raise TypeError(f"cannot average a model output of type {type(out).__name__} over frames")
+
+    def undo(frames: Tensor) -> Tensor:
+        return (video.inverse(frames) if is_dense(frames) else frames).mean(1)
+
+    return map_outputs(out, undo, "average over frames")
 
 
 def wrap(
@@ -84,7 +109,10 @@ def wrap(
     class becomes a subclass of its own (``ResNet`` -> ``WrappedResNet``): it still takes
     ``(B, C, H, W)`` images, still returns what it returned (logits, or a dict of dense maps for
     torchvision segmentation models), keeps every attribute, parameter name and ``isinstance``
-    check, and loads 2D checkpoints with ``strict=False`` (only ``*.fusion.*`` keys missing).
+    check, and loads 2D checkpoints with ``strict=False`` (only ``*.fusion.*`` keys missing). Its
+    ``state_dict`` records the motion (genotype, ``T``, frame mode) as extra state, restored on load.
+    Dense outputs (float ``(B, K, h, w)`` per frame, ``h, w >= 2``, at any resolution) are warped back
+    per frame at their own resolution before the mean over frames.
 
     With the ``identity`` genotype and GSF at initialisation, the wrapped model equals the 2D model on
     any batch in eval mode. In train mode its BatchNorm layers see ``T`` copies of each image:
@@ -113,5 +141,5 @@ def wrap(
     # A plain attribute, not a child module: containers such as nn.Sequential run their children in
     # order, and the transform has no parameters or buffers to move or save.
     object.__setattr__(model, "image_to_video", video)
-    _swap(model, Wrapped)
+    mix_in(model, Wrapped)
     return model

@@ -104,6 +104,15 @@ def test_segmentation_quick(tmp_path):
     assert 0 < acc <= 100 and 0 < miou <= 100
 
 
+def test_segmentation_smp_pspnet(tmp_path):
+    """The paper's PSPNet from segmentation_models_pytorch, wrapped: its single map lines up too."""
+    pytest.importorskip("segmentation_models_pytorch", reason="segmentation_models_pytorch is not installed")
+    out = run("segmentation.py", "--quick", "--arch", "smp_pspnet", cwd=tmp_path)
+    assert "smp_pspnet" in out and "labels stay labels: True" in out
+    assert float(re.search(r"max relative difference (\S+)\)", out).group(1)) < 1e-4
+    assert re.search(r"wrapped: test pixel accuracy [\d.]+ %", out)
+
+
 def test_segmentation_learns(tmp_path):
     """LR-ASPP, 128 canvases of 32 x 32, 8 epochs: the wrapped model beats "background everywhere"."""
     out = run("segmentation.py", "--arch", "lraspp_mobilenet_v3_large", "--size", "32", "--digit-size", "12",

@@ -14,7 +14,7 @@ from torch import nn
 from torch.testing import assert_close
 
 from img2vid.fusion import GateShiftFuse, NoFusion, TemporalShift, temporal_shift
-from img2vid.temporalize import Temporal, TemporalSite, default_sites, temporalize
+from img2vid.temporalize import Temporal, TemporalSite, default_sites, map_outputs, temporalize
 
 # Small tensors: one intra-op thread is faster, and far faster on a busy machine (see conftest).
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -364,6 +364,31 @@ def test_site_outside_its_model_explains():
     model = temporalize(tvm.resnet18(), "tsm")
     with pytest.raises(RuntimeError, match="only inside its temporalized model"):
         model.layer1[0].conv1(torch.rand(2, 64, 8, 8))
+
+
+def test_no_stale_T_after_a_forward():
+    """T exists only during the model's forward: afterwards (even after a failing forward) a site or a
+    block called directly raises instead of silently using the last clip's T."""
+    model = temporalize(tvm.resnet18(num_classes=3), "tsm").eval()
+    model(torch.rand(1, 2, 3, 32, 32))
+    assert all(model.get_submodule(name).T is None for name in model.temporal_sites)
+    with pytest.raises(RuntimeError, match="only inside its temporalized model"):
+        model.layer1[0].conv1(torch.rand(2, 64, 8, 8))
+    with pytest.raises(RuntimeError, match="only inside its temporalized model"):
+        model.layer2[1](torch.rand(2, 128, 4, 4))  # a block
+    model.fc = nn.Linear(7, 3)  # a forward that fails after the sites ran
+    with pytest.raises(RuntimeError, match="cannot be multiplied"):
+        model(torch.rand(1, 2, 3, 32, 32))
+    assert all(model.get_submodule(name).T is None for name in model.temporal_sites)
+
+
+def test_map_outputs_keeps_the_structure():
+    Out = namedtuple("Out", ["a", "b"])
+    out = map_outputs({"x": torch.ones(2), "y": [torch.zeros(1), None], "z": Out(torch.ones(1), (torch.ones(3),))},
+                      lambda t: t.numel())
+    assert out == {"x": 2, "y": [1, None], "z": Out(1, (3,))} and isinstance(out["z"], Out)
+    with pytest.raises(TypeError, match="cannot average over frames a model output of type str"):
+        map_outputs("logits", len, "average over frames")
 
 
 def test_none_fusion_inserts_identities():

@@ -5,13 +5,15 @@ import io
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision.models as tvm
 import torchvision.models.segmentation as seg
+import torchvision.transforms.v2.functional as TF
 from torch import nn
 from torch.testing import assert_close
 
 from img2vid.genotype import Genotype
-from img2vid.temporalize import Temporal
+from img2vid.temporalize import Temporal, temporalize
 from img2vid.video import ImageToVideo
 from img2vid.wrap import Wrapped, wrap
 
@@ -93,6 +95,67 @@ def test_dense_outputs_are_warped_back(as_dict):
     assert not torch.allclose(ImageToVideo(genotype, 3)(images).mean(1)[..., 4:-4], images[..., 4:-4])
     if as_dict:  # not dense: a plain mean over frames
         assert_close(out["pooled"], ImageToVideo(genotype, 3)(images).mean((1, -2, -1)))
+
+
+class DenseTwoResolutions(nn.Module):
+    """A "segmentation model" with a full-resolution map and an auxiliary map at half resolution."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 3, 1, bias=False)
+        self.head = nn.Conv2d(3, 3, 1, bias=False)
+        with torch.no_grad():
+            self.stem.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+            self.head.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+
+    def forward(self, x):
+        out = self.head(self.stem(x))
+        return {"out": out, "aux": F.avg_pool2d(out, 2)}
+
+
+def test_dense_outputs_at_another_resolution_are_undone_at_theirs():
+    """translate_x:0.25 is 8 px at 32 px wide and 4 px at the auxiliary map's 16 px: the half-resolution
+    output is warped back at its own size. Oracle: torchvision's affine, frame by frame (integer
+    translations, so exact), the negated motion applied at half resolution."""
+    images = torch.rand(2, 3, 16, 32)
+    wrapped = wrap(DenseTwoResolutions(), "translate_x:0.25", T=3, fusion="none").eval()
+    out = wrapped(images)
+    assert out["aux"].shape == (2, 3, 8, 16)
+    frames = []
+    for power in (-1, 0, 1):
+        moved = TF.affine(images, angle=0.0, translate=[power * 8, 0], scale=1.0, shear=[0.0, 0.0])
+        aux = F.avg_pool2d(moved, 2)
+        frames.append(TF.affine(aux, angle=0.0, translate=[-power * 4, 0], scale=1.0, shear=[0.0, 0.0]))
+    assert_close(out["aux"], torch.stack(frames, 1).mean(1))
+    assert_close(out["aux"][..., 4:-4], F.avg_pool2d(images, 2)[..., 4:-4])  # aligned away from the borders
+    assert_close(out["out"][..., 8:-8], images[..., 8:-8])
+
+
+def test_checkpoints_remember_the_motion():
+    torch.manual_seed(0)
+    wrapped = wrap(tvm.resnet18(num_classes=3), "translate_x:0.1,rotate:10", T=3, frames="forward").eval()
+    buffer = io.BytesIO()
+    torch.save(wrapped.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)  # plain types: loads without unpickling code
+    other = wrap(tvm.resnet18(num_classes=3), "identity", T=5).eval()
+    assert other.load_state_dict(state) is not None  # strict: the motion is a key like the weights
+    video = other.image_to_video
+    assert video.genotype == Genotype.parse("translate_x:0.1,rotate:10") and video.T == 3
+    assert video.frames == "forward"
+    images = torch.rand(2, 3, 32, 32)
+    assert_close(other(images), wrapped(images))
+    # a 2D checkpoint keeps the current motion and reports only the fusion keys missing
+    result = other.load_state_dict(tvm.resnet18(num_classes=3).state_dict(), strict=False)
+    assert result.missing_keys and all(".fusion." in key for key in result.missing_keys)
+    assert other.image_to_video.T == 3
+    with pytest.raises(ValueError, match="genotype, T and frames"):
+        other.load_state_dict({**state, "_extra_state": {"T": 3}})
+    # a model that takes clips loads the wrapped weights strictly; the motion is wrap's alone
+    clips_in = temporalize(tvm.resnet18(num_classes=3), "gsf", reduce=None).eval()
+    clips_in.load_state_dict(state)
+    clip = ImageToVideo("translate_x:0.1,rotate:10", 3, frames="forward")(images)
+    assert_close(clips_in(clip).mean(1), wrapped(images))
 
 
 def test_logits_are_averaged_over_the_clip():

@@ -11,9 +11,21 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from .gsf import GateShiftFuse
+from .token_shift import GatedTokenShift, TokenShift, token_shift
 from .tsm import TemporalShift, temporal_shift
 
-__all__ = ["FUSIONS", "GateShiftFuse", "NoFusion", "TemporalShift", "make_fusion", "temporal_shift"]
+__all__ = [
+    "FUSIONS",
+    "TOKEN_FUSIONS",
+    "GateShiftFuse",
+    "GatedTokenShift",
+    "NoFusion",
+    "TemporalShift",
+    "TokenShift",
+    "make_fusion",
+    "temporal_shift",
+    "token_shift",
+]
 
 
 class NoFusion(nn.Module):
@@ -30,15 +42,19 @@ class NoFusion(nn.Module):
 
 
 FUSIONS: dict[str, type[nn.Module]] = {"gsf": GateShiftFuse, "none": NoFusion, "tsm": TemporalShift}
+# The same names on a vision transformer, whose sites see channels-last tokens.
+TOKEN_FUSIONS: dict[str, type[nn.Module]] = {"gsf": GatedTokenShift, "none": NoFusion, "tsm": TokenShift}
 
 
-def make_fusion(name: str, channels: int | None = None, **options: Any) -> nn.Module:
+def make_fusion(name: str, channels: int | None = None, *, tokens: bool = False, **options: Any) -> nn.Module:
     """Build the fusion module called ``name`` (``"gsf"``, ``"none"`` or ``"tsm"``).
 
     Args:
         name: a key of :data:`FUSIONS`.
         channels: channels of the site, needed by ``"gsf"`` only.
-        options: keyword options of the class (``fold_div`` for TSM, ``fraction`` for GSF).
+        tokens: build the transformer variant (:data:`TOKEN_FUSIONS`), for channels-last tokens.
+        options: keyword options of the class (``fold_div`` for TSM, ``fraction`` for GSF,
+            ``keep_first`` for the token variants).
 
     Raises:
         ValueError: an unknown name (the message lists the choices), or GSF without ``channels``.
@@ -46,11 +62,11 @@ def make_fusion(name: str, channels: int | None = None, **options: Any) -> nn.Mo
     """
     if name not in FUSIONS:
         raise ValueError(f"unknown fusion {name!r}; choose one of {sorted(FUSIONS)}")
-    cls = FUSIONS[name]
-    if cls is GateShiftFuse:
+    cls = (TOKEN_FUSIONS if tokens else FUSIONS)[name]
+    if cls in (GateShiftFuse, GatedTokenShift):
         if channels is None:
             raise ValueError("fusion 'gsf' needs the site's channel count")
-        return GateShiftFuse(channels, **options)
+        return cls(channels, **options)
     if cls is NoFusion and options:
         raise TypeError(f"fusion 'none' takes no options, got {sorted(options)}")
     return cls(**options)
