@@ -191,11 +191,11 @@ def warp(
     return warp_affine(images, affine, (height, width), mode=mode, padding_mode=padding_mode, align_corners=True)
 
 
-def _apply_pixel_steps(x: Tensor, genotype: Genotype) -> Tensor:
+def _apply_pixel_steps(x: Tensor, genotype: Genotype, generator: torch.Generator | None = None) -> Tensor:
     for name, magnitude in genotype:
         op = OPS[name]
         if op.kind == "pixel":
-            x = op(x, magnitude)
+            x = op(x, magnitude, generator=generator)
     return x
 
 
@@ -208,6 +208,7 @@ def image_to_video(
     interpolation: Interpolation = "bilinear",
     padding_mode: str = "zeros",
     pixel_ops: bool = True,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Turn images into clips: frame ``t`` is the image warped by ``M^p(t)`` (the paper's Eq. 7).
 
@@ -225,6 +226,7 @@ def image_to_video(
         interpolation: ``"bilinear"`` or ``"nearest"``.
         padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"``.
         pixel_ops: apply the genotype's pixel steps (``False`` for masks).
+        generator: where random pixel ops (``cutout``) draw; ``None`` is torch's global generator.
 
     Shape:
         - x: ``(B, C, H, W)`` or ``(C, H, W)``.
@@ -235,7 +237,8 @@ def image_to_video(
     genotype = as_genotype(genotype)
     powers = frame_powers(T, frames)
     mode = _check_options(interpolation, padding_mode)
-    return _image_to_video(x, genotype, powers, partial(_frames_grid, genotype, powers), mode, padding_mode, pixel_ops)
+    return _image_to_video(x, genotype, powers, partial(_frames_grid, genotype, powers), mode, padding_mode, pixel_ops,
+                           generator)
 
 
 GridFor = Callable[[int, int, torch.dtype, torch.device], Tensor]
@@ -249,7 +252,7 @@ def _frames_grid(genotype: Genotype, powers: Sequence[int], height: int, width: 
 
 
 def _image_to_video(x: Tensor, genotype: Genotype, powers: Sequence[int], grid_for: GridFor, mode: str,
-                    padding_mode: str, pixel_ops: bool) -> Tensor:
+                    padding_mode: str, pixel_ops: bool, generator: torch.Generator | None = None) -> Tensor:
     """:func:`image_to_video` with options checked and the frames' grid made by ``grid_for``."""
     T = len(powers)
     _check_image(x)
@@ -285,7 +288,7 @@ def _image_to_video(x: Tensor, genotype: Genotype, powers: Sequence[int], grid_f
         # Pixel steps make frames of different |p| different images: p applications, then one warp.
         variants = [work]
         for _ in range(max(abs(p) for p in powers)):
-            variants.append(_apply_pixel_steps(variants[-1], genotype))
+            variants.append(_apply_pixel_steps(variants[-1], genotype, generator))
         inputs = torch.stack([variants[abs(p)] for p in powers])  # (T, B, C, H, W)
         sampled = _sample(rearrange(inputs, "t b c h w -> t (b c) h w"), grid, mode, padding_mode)
         clip = rearrange(sampled, "t (b c) h w -> b t c h w", b=batch)

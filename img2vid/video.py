@@ -41,6 +41,9 @@ class ImageToVideo(v2.Transform):
         interpolation: ``"bilinear"`` or ``"nearest"`` (or the torchvision ``InterpolationMode``) for
             images; masks always use nearest.
         padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"``.
+        generator: where random pixel ops (``cutout``) draw their numbers; ``None`` (default) is
+            torch's global generator. A ``DataLoader`` worker gets a copy of it, so seed each worker's
+            copy in ``worker_init_fn`` if the workers must differ.
 
     Shape:
         - Input: ``(B, C, H, W)`` or ``(C, H, W)``.
@@ -68,6 +71,7 @@ class ImageToVideo(v2.Transform):
         frames: Frames = "centered",
         interpolation: Interpolation = "bilinear",
         padding_mode: str = "zeros",
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.genotype: Genotype = as_genotype(genotype)
@@ -75,6 +79,9 @@ class ImageToVideo(v2.Transform):
         self.frames: Frames = frames
         self.interpolation = interpolation
         self.padding_mode = padding_mode
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        self.generator = generator
         # Validate every option now, not at the first batch.
         I2VF.frame_powers(T, frames)
         I2VF._check_options(interpolation, padding_mode)
@@ -132,7 +139,7 @@ class ImageToVideo(v2.Transform):
         """:func:`img2vid.functional.image_to_video` with this transform's options and grid."""
         mode = I2VF._check_options(interpolation, self.padding_mode)
         return I2VF._image_to_video(x, self.genotype, self.powers, self._frames_grid, mode, self.padding_mode,
-                                    pixel_ops)
+                                    pixel_ops, self.generator)
 
     def _frames_grid(self, height: int, width: int, dtype: torch.dtype, device: torch.device) -> Tensor:
         """The frames' sampling grid, kept for the last image size and remade when anything changes.

@@ -155,6 +155,20 @@ def test_pil_images_are_accepted():
     assert isinstance(clip, tv_tensors.Video) and clip.dtype == torch.uint8 and clip.shape == (3, 3, H, W)
 
 
+def test_cutout_clips_are_reproducible_with_a_generator():
+    x = torch.rand(4, 3, H, W)
+    state = torch.get_rng_state()
+    clips = [ImageToVideo("cutout:0.3,translate_x:0.1", T=3, generator=torch.Generator().manual_seed(seed))(x)
+             for seed in (1, 1, 2)]
+    functional = i2v.functional.image_to_video(x, "cutout:0.3,translate_x:0.1", 3,
+                                               generator=torch.Generator().manual_seed(1))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(clips[0], clips[1]) and torch.equal(clips[0], functional)
+    assert not torch.equal(clips[0], clips[2])
+    with pytest.raises(TypeError, match=r"generator must be a torch\.Generator or None, got int"):
+        ImageToVideo("cutout:0.3", generator=3)
+
+
 def test_pickles_and_runs_in_dataloader_workers():
     video = ImageToVideo("translate_x:0.1,brightness:0.1", T=3, frames="forward")
     clone = pickle.loads(pickle.dumps(video))
