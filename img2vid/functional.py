@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from kornia.geometry.conversions import normalize_homography
-from kornia.geometry.transform import warp_affine
 from torch import Tensor
 from torchvision.transforms import InterpolationMode
 
@@ -172,9 +171,11 @@ def warp(
 ) -> Tensor:
     """Warp each image by its own forward matrix, once: ``out(p) = in(M^-1 p)``.
 
-    A thin shell over ``kornia.geometry.transform.warp_affine`` with pixel-centre sampling
-    (``align_corners=True``), which reproduces torchvision's geometry. For clips, where one image makes
-    ``T`` frames, :func:`image_to_video` samples every frame from the one image instead of copying it.
+    The one sampling path clips, :func:`video_to_image` and the search stem use: kornia's
+    ``normalize_homography`` re-expresses ``M^-1`` in ``grid_sample``'s coordinates and
+    ``grid_sample(..., align_corners=True)`` samples at pixel centres, which reproduces torchvision's
+    geometry. For clips, where one image makes ``T`` frames, :func:`image_to_video` samples every frame
+    from the one image instead of copying it.
 
     Shape:
         - images: ``(N, C, H, W)`` float; matrices: ``(N, 3, 3)`` or ``(3, 3)``; output: ``(N, C, H, W)``.
@@ -183,12 +184,16 @@ def warp(
     if not isinstance(images, Tensor) or images.ndim != 4 or not images.is_floating_point():
         raise ValueError(f"warp takes float images (N, C, H, W), got {getattr(images, 'dtype', type(images))} "
                          f"{tuple(getattr(images, 'shape', ()))}")
-    if matrices.shape[-2:] != (3, 3) or matrices.ndim not in (2, 3):
-        raise ValueError(f"warp takes (N, 3, 3) or (3, 3) matrices, got shape {tuple(matrices.shape)}")
+    if not isinstance(matrices, Tensor) or matrices.shape[-2:] != (3, 3) or matrices.ndim not in (2, 3):
+        raise ValueError(f"warp takes (N, 3, 3) or (3, 3) matrices, got shape {tuple(getattr(matrices, 'shape', ()))}")
+    if matrices.ndim == 3 and matrices.shape[0] not in (1, images.shape[0]):
+        raise ValueError(f"warp takes one matrix per image: {images.shape[0]} images, {matrices.shape[0]} matrices")
     height, width = images.shape[-2:]
     _check_size(height, width, "image", images.shape)
-    affine = matrices.to(images).expand(images.shape[0], 3, 3)[:, :2]
-    return warp_affine(images, affine, (height, width), mode=mode, padding_mode=padding_mode, align_corners=True)
+    work = images.float() if images.dtype in (torch.float16, torch.bfloat16) and images.device.type == "cpu" else images
+    forward = matrices.to(dtype=work.dtype, device=work.device).expand(images.shape[0], 3, 3)
+    grid = _sampling_grid(torch.linalg.inv(forward), height, width)  # (N, H, W, 2)
+    return _sample(work, grid, mode, padding_mode).to(images.dtype)
 
 
 def _apply_pixel_steps(x: Tensor, genotype: Genotype, generator: torch.Generator | None = None) -> Tensor:

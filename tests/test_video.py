@@ -304,6 +304,33 @@ def test_functional_warp_matches_torchvision_per_image():
         assert_close(out[i], TF.rotate(x[i], angle, interpolation=BILINEAR), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match=r"\(N, 3, 3\)"):
         i2v.functional.warp(x, torch.eye(2))
+    with pytest.raises(ValueError, match="one matrix per image: 3 images, 2 matrices"):
+        i2v.functional.warp(x, matrices[:2])
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
+def test_functional_warp_is_the_clips_sampling_path(padding_mode, monkeypatch):
+    # One sampling path: warp goes through the same grid_sample call as clips, inverse and the stem ...
+    sampled = []
+    sample = i2v.functional._sample
+    monkeypatch.setattr(i2v.functional, "_sample", lambda *args: sampled.append(args) or sample(*args))
+    x = torch.rand(2, 3, H, W)
+    video = ImageToVideo("rotate:17,scale:1.2,translate_x:0.1", T=5, padding_mode=padding_mode)
+    clip, matrices = video(x), video.matrices(H, W)
+    for t in range(5):
+        assert_close(i2v.functional.warp(x, matrices[t], padding_mode=padding_mode), clip[:, t], atol=2e-5, rtol=0)
+    assert len(sampled) == 1 + 5 and all(args[3] == padding_mode for args in sampled)
+    # ... and where M^-1 is exact (whole-pixel shifts), it gives the clip's frames to the last bit.
+    shift = ImageToVideo(Genotype([("translate_x", 3 / W), ("translate_y", -2 / H)]), T=5, padding_mode=padding_mode)
+    clip, matrices = shift(x), shift.matrices(H, W)
+    for t in range(5):
+        assert torch.equal(i2v.functional.warp(x, matrices[t], padding_mode=padding_mode), clip[:, t])
+
+
+def test_functional_warp_gradcheck():
+    x = torch.rand(2, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    angle = torch.tensor([9.0, -14.0], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, m: i2v.functional.warp(a, i2v.OPS["rotate"].matrix(m, 5, 6)), (x, angle))
 
 
 def test_kept_grid_is_remade_when_size_dtype_or_genotype_changes():
