@@ -85,11 +85,13 @@ class ImageToVideo(v2.Transform):
         # Validate every option now, not at the first batch.
         I2VF.frame_powers(T, frames)
         I2VF._check_options(interpolation, padding_mode)
-        self._grid_cache: tuple[tuple, Tensor] | None = None
+        # device -> (what the grid was made for, the grid). One dict, filled in place: DataParallel's
+        # replicas share it (they copy this module's __dict__ shallowly), so each device keeps its own.
+        self._grids: dict[torch.device, tuple[tuple, Tensor]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        return {**state, "_grid_cache": None}  # the grid is remade where the copy runs
+        return {**state, "_grids": {}}  # grids are remade where the copy runs
 
     @property
     def powers(self) -> list[int]:
@@ -142,21 +144,26 @@ class ImageToVideo(v2.Transform):
                                     pixel_ops, self.generator)
 
     def _frames_grid(self, height: int, width: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-        """The frames' sampling grid, kept for the last image size and remade when anything changes.
+        """The frames' sampling grid, kept per device for the last image size and remade when anything
+        changes.
 
         A genotype's motion is fixed, so the grid is the same for every batch of one size: keeping it
         spares composing the matrices and building the grid on each call (a third of a small clip's
         time). Tensor magnitudes (which may carry gradients) and traced calls always build a fresh one.
+        Safe under threads and ``nn.DataParallel``: a call returns the grid it found or built itself,
+        never what the kept slot holds by then, and each device has its own slot.
         """
         key = (self.genotype, self.T, self.frames, height, width, dtype, device)
         cacheable = not _is_tracing() and not any(isinstance(m, Tensor) for _, m in self.genotype)
         if not cacheable:
             return I2VF._frames_grid(self.genotype, self.powers, height, width, dtype, device)
-        if self._grid_cache is None or self._grid_cache[0] != key:
-            with torch.inference_mode(False):  # a normal tensor even if first made in inference mode
-                grid = I2VF._frames_grid(self.genotype, self.powers, height, width, dtype, device)
-            self._grid_cache = (key, grid)
-        return self._grid_cache[1]
+        kept = self._grids.get(device)
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        with torch.inference_mode(False):  # a normal tensor even if first made in inference mode
+            grid = I2VF._frames_grid(self.genotype, self.powers, height, width, dtype, device)
+        self._grids[device] = (key, grid)
+        return grid
 
     def extra_repr(self) -> str:
         options = [f"genotype='{self.genotype}'", f"T={self.T}", f"frames={self.frames!r}"]

@@ -1,5 +1,6 @@
 import math
 import pickle
+import sys
 
 import pytest
 import torch
@@ -339,14 +340,72 @@ def test_kept_grid_is_remade_when_size_dtype_or_genotype_changes():
                          ((2, 1, H, W), torch.float64), ((2, 3, H, W), torch.float32)]:
         x = torch.rand(shape, dtype=dtype)
         assert_close(video(x), i2v.functional.image_to_video(x, video.genotype, 3), atol=0, rtol=0)
-    kept = video._grid_cache[1]
+    kept = video._grids[torch.device("cpu")][1]
     video(torch.rand(2, 3, H, W))
-    assert video._grid_cache[1] is kept  # the same size again reuses the grid
+    assert video._grids[torch.device("cpu")][1] is kept  # the same size again reuses the grid
     video.genotype = Genotype.parse("scale:1.3")  # a changed motion is never served a stale grid
     x = torch.rand(2, 3, H, W)
     assert_close(video(x), i2v.functional.image_to_video(x, "scale:1.3", 3), atol=0, rtol=0)
     video.T = 5
     assert video(x).shape[1] == 5
+
+
+def test_kept_grid_is_the_callers_own_under_threads():
+    # Two threads hammer one transform with two image sizes: each call must get a clip made with the
+    # grid for its own size, never the grid another call has just kept. A tracer hands the other
+    # thread the interpreter before every line of video.py, so every interleaving gets its chance.
+    import threading
+    import time
+
+    def yield_on_each_line(frame, event, arg):
+        if event == "line":
+            time.sleep(1e-6)
+        return yield_on_each_line
+
+    def tracer(frame, event, arg):
+        return yield_on_each_line if frame.f_code.co_filename == video_file else None
+
+    video_file = sys.modules[ImageToVideo.__module__].__file__
+    video = ImageToVideo("rotate:10,translate_x:0.1", T=3)
+    images = [torch.rand(1, 1, 6, 8), torch.rand(1, 1, 8, 6)]
+    expected = [i2v.functional.image_to_video(x, video.genotype, 3) for x in images]
+    failures: list[str] = []
+
+    def hammer(i):
+        for _ in range(100):
+            try:
+                clip = video(images[i])
+                if clip.shape != expected[i].shape or not torch.equal(clip, expected[i]):
+                    failures.append(f"thread {i}: wrong clip of shape {tuple(clip.shape)}")
+            except RuntimeError as error:  # a grid of the other size does not even fit
+                failures.append(f"thread {i}: {error}")
+
+    threading.settrace(tracer)
+    try:
+        threads = [threading.Thread(target=hammer, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        threading.settrace(None)
+    assert not failures, failures[:3]
+
+
+def test_kept_grid_is_kept_per_device_and_shared_by_dataparallel_replicas():
+    # nn.DataParallel runs shallow replicas of one transform on several devices at once; each device
+    # must keep (and be served) its own grid. The meta device stands in for a second GPU here.
+    video = ImageToVideo("rotate:10", T=3)
+    x = torch.rand(2, 3, H, W)
+    video(x)
+    cpu_grid = video._grids[torch.device("cpu")][1]
+    replica = video._replicate_for_data_parallel()
+    meta_clip = replica(x.to("meta"))
+    assert meta_clip.device.type == "meta" and meta_clip.shape == (2, 3, 3, H, W)
+    assert set(video._grids) == {torch.device("cpu"), torch.device("meta")}  # filled through the replica
+    assert video._grids[torch.device("meta")][1].device.type == "meta"
+    assert_close(video(x), i2v.functional.image_to_video(x, "rotate:10", 3), atol=0, rtol=0)
+    assert video._grids[torch.device("cpu")][1] is cpu_grid  # the other device did not evict it
 
 
 def test_kept_grid_from_inference_mode_serves_autograd_and_pickles_empty():
@@ -356,14 +415,14 @@ def test_kept_grid_from_inference_mode_serves_autograd_and_pickles_empty():
     x = torch.rand(1, 3, H, W, requires_grad=True)
     video(x).sum().backward()  # an inference-mode grid would refuse to be saved for backward
     assert x.grad is not None and x.grad.abs().sum() > 0
-    assert pickle.loads(pickle.dumps(video))._grid_cache is None
+    assert pickle.loads(pickle.dumps(video))._grids == {}
 
 
 def test_tensor_magnitudes_are_never_kept():
     angle = torch.tensor(10.0, requires_grad=True)
     video = ImageToVideo(Genotype([("rotate", angle)]), T=3)
     video(torch.rand(1, 3, H, W)).sum().backward()
-    assert video._grid_cache is None and angle.grad is not None
+    assert video._grids == {} and angle.grad is not None
     with torch.no_grad():
         angle += 20.0  # the same tensor, a new value: the clip follows it
     x = torch.rand(1, 3, H, W)
