@@ -137,11 +137,15 @@ def _check_options(interpolation: Interpolation, padding_mode: str) -> str:
     return _INTERPOLATIONS[interpolation]
 
 
+def _a(what: str) -> str:
+    return f"an {what}" if what[0] in "aeiou" else f"a {what}"
+
+
 def _check_size(height: int, width: int, what: str, shape: Sequence[int]) -> None:
     # Pixel-centre sampling (align_corners=True) spans the centres of the first and last pixel: along an
     # axis of one pixel that span is empty, every position maps onto that pixel and nothing can move.
     if height < 2 or width < 2:
-        raise ValueError(f"expected an {what} at least 2 x 2 pixels (H, W >= 2), got shape {tuple(shape)}: "
+        raise ValueError(f"expected {_a(what)} at least 2 x 2 pixels (H, W >= 2), got shape {tuple(shape)}: "
                          "an axis of one pixel cannot be moved by sub-pixel warps")
 
 
@@ -149,10 +153,11 @@ def _check_image(x: Tensor, what: str = "image") -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"expected a tensor {what}, got {type(x).__name__}")
     if x.ndim not in (3, 4):
-        raise ValueError(f"expected an {what} of shape (C, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
+        raise ValueError(f"expected {_a(what)} of shape (C, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
     if x.shape[-1] == 0 or x.shape[-2] == 0:
         raise ValueError(f"expected a non-empty {what}, got shape {tuple(x.shape)}")
-    if x.shape[-1] in (1, 3, 4) and x.shape[-3] > 4:
+    # A mask's leading axis holds labels or instances, not colour channels: no layout to guess there.
+    if what != "mask" and x.shape[-1] in (1, 3, 4) and x.shape[-3] > 4:
         raise ValueError(
             f"{what} of shape {tuple(x.shape)} looks channels-last (H, W, C); expected channels first, "
             "(C, H, W) or (B, C, H, W): permute it, or use torchvision.transforms.v2.ToImage()"
@@ -257,10 +262,12 @@ def _frames_grid(genotype: Genotype, powers: Sequence[int], height: int, width: 
 
 
 def _image_to_video(x: Tensor, genotype: Genotype, powers: Sequence[int], grid_for: GridFor, mode: str,
-                    padding_mode: str, pixel_ops: bool, generator: torch.Generator | None = None) -> Tensor:
-    """:func:`image_to_video` with options checked and the frames' grid made by ``grid_for``."""
+                    padding_mode: str, pixel_ops: bool, generator: torch.Generator | None = None,
+                    what: str = "image") -> Tensor:
+    """:func:`image_to_video` with options checked and the frames' grid made by ``grid_for``; ``what``
+    names the input in error messages."""
     T = len(powers)
-    _check_image(x)
+    _check_image(x, what)
     unbatched = x.ndim == 3
     if unbatched:
         x = x.unsqueeze(0)

@@ -49,7 +49,9 @@ class ImageToVideo(v2.Transform):
         - Input: ``(B, C, H, W)`` or ``(C, H, W)``.
         - Output: ``(B, T, C, H, W)`` or ``(T, C, H, W)``. A ``tv_tensors.Image`` becomes a
           ``tv_tensors.Video``; a ``tv_tensors.Mask`` stays a mask (warped with nearest, pixel ops
-          skipped, labels stay labels). ``uint8`` in gives ``uint8`` out; float dtypes are kept.
+          skipped, labels stay labels): ``(H, W)`` as torchvision's datasets hand it out becomes
+          ``(T, H, W)``, ``(N, H, W)`` becomes ``(T, N, H, W)``, ``(B, N, H, W)`` becomes
+          ``(B, T, N, H, W)``. ``uint8`` in gives ``uint8`` out; float dtypes are kept.
 
     Convention:
         ``M`` moves the content at pixel ``(x, y)`` to ``M @ (x, y, 1)``: ``x`` right, ``y`` down,
@@ -123,25 +125,33 @@ class ImageToVideo(v2.Transform):
             raise ValueError(f"ImageToVideo takes images, got a tv_tensors.Video of shape {tuple(inpt.shape)}")
         if isinstance(inpt, (tv_tensors.BoundingBoxes, tv_tensors.KeyPoints)):
             raise TypeError(f"ImageToVideo does not move {type(inpt).__name__} yet; pass images and masks")
-        is_mask = isinstance(inpt, tv_tensors.Mask)
-        if not is_mask and not inpt.is_floating_point() and inpt.dtype != torch.uint8:
+        if isinstance(inpt, tv_tensors.Mask):
+            return tv_tensors.Mask(self._mask_clip(inpt.as_subclass(Tensor)))
+        if not inpt.is_floating_point() and inpt.dtype != torch.uint8:
             raise TypeError(
                 f"images must be float (values in [0, 1]) or uint8, got {inpt.dtype}; "
                 "wrap label maps in tv_tensors.Mask"
             )
-        clip = self._clip(inpt.as_subclass(Tensor), "nearest" if is_mask else self.interpolation,
-                          pixel_ops=not is_mask)
-        if is_mask:
-            return tv_tensors.Mask(clip)
+        clip = self._clip(inpt.as_subclass(Tensor), self.interpolation)
         if isinstance(inpt, tv_tensors.Image):
             return tv_tensors.Video(clip)
         return clip
 
-    def _clip(self, x: Tensor, interpolation: Interpolation, pixel_ops: bool = True) -> Tensor:
+    def _clip(self, x: Tensor, interpolation: Interpolation, pixel_ops: bool = True, what: str = "image") -> Tensor:
         """:func:`img2vid.functional.image_to_video` with this transform's options and grid."""
         mode = I2VF._check_options(interpolation, self.padding_mode)
         return I2VF._image_to_video(x, self.genotype, self.powers, self._frames_grid, mode, self.padding_mode,
-                                    pixel_ops, self.generator)
+                                    pixel_ops, self.generator, what)
+
+    def _mask_clip(self, mask: Tensor) -> Tensor:
+        """Masks as torchvision hands them out: ``(H, W) -> (T, H, W)``, ``(N, H, W) -> (T, N, H, W)``,
+        ``(B, N, H, W) -> (B, T, N, H, W)``; nearest interpolation and no pixel ops, so labels stay labels."""
+        if mask.ndim not in (2, 3, 4):
+            raise ValueError(f"expected a mask of shape (H, W), (N, H, W) or (B, N, H, W), got shape "
+                             f"{tuple(mask.shape)}")
+        if mask.ndim == 2:
+            return self._clip(mask[None], "nearest", pixel_ops=False, what="mask")[:, 0]
+        return self._clip(mask, "nearest", pixel_ops=False, what="mask")
 
     def _frames_grid(self, height: int, width: int, dtype: torch.dtype, device: torch.device) -> Tensor:
         """The frames' sampling grid, kept per device for the last image size and remade when anything

@@ -134,6 +134,46 @@ def test_tv_tensors_image_becomes_video_and_mask_stays_labels():
     assert torch.equal(mask_clip[1], mask)
 
 
+def test_2d_masks_as_torchvision_datasets_hand_them_out():
+    # torchvision's segmentation datasets give (H, W) masks; its own affine takes them as they are.
+    mask = tv_tensors.Mask(torch.randint(0, 21, (H, W), dtype=torch.uint8))
+    video = ImageToVideo("rotate:33,scale:1.2,brightness:0.2", T=3)
+    clip = video(mask)
+    assert isinstance(clip, tv_tensors.Mask) and clip.shape == (3, H, W) and clip.dtype == torch.uint8
+    assert torch.equal(clip[1], mask)
+    for t, p in enumerate(video.powers):
+        expected = TF.affine(mask, angle=-33.0 * p, translate=[0.0, 0.0], scale=1.2**p, shear=[0.0, 0.0],
+                             interpolation=InterpolationMode.NEAREST)
+        assert expected.shape == (H, W)
+        assert (clip[t] != expected).float().mean() < 0.01  # only exact half-pixel ties may differ
+    shifted = ImageToVideo(Genotype([("translate_x", 3 / W)]), T=3)(mask)
+    assert torch.equal(shifted[2, :, 3:], mask[:, :-3]) and (shifted[2, :, :3] == 0).all()
+    # with an image, as a v2 pipeline passes them
+    image, same = video(tv_tensors.Image(torch.rand(3, H, W)), mask)
+    assert image.shape == (3, 3, H, W) and torch.equal(same, clip)
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ((1, 2, 3, H, W), r"expected a mask of shape \(H, W\), \(N, H, W\) or \(B, N, H, W\), got shape"),
+        ((1, W), r"expected a mask at least 2 x 2 pixels"),
+        ((2, 1, W), r"expected a mask at least 2 x 2 pixels"),
+        ((0, W), r"expected a non-empty mask"),
+    ],
+)
+def test_bad_masks_are_called_masks(shape, message):
+    with pytest.raises(ValueError, match=message) as error:
+        ImageToVideo("rotate:5", T=3)(tv_tensors.Mask(torch.zeros(shape, dtype=torch.int64)))
+    assert "image" not in str(error.value)
+
+
+def test_masks_are_not_taken_for_channels_last_images():
+    # 6 instance masks of 8 x 3 pixels: a leading axis of labels, not colour channels.
+    mask = tv_tensors.Mask(torch.randint(0, 2, (6, 8, 3), dtype=torch.bool))
+    assert ImageToVideo("identity", T=3)(mask).shape == (3, 6, 8, 3)
+
+
 def test_integer_translation_of_masks_is_exact():
     mask = tv_tensors.Mask(torch.randint(0, 5, (2, 1, H, W), dtype=torch.uint8))
     clip = ImageToVideo(Genotype([("translate_x", 3 / W)]), T=3)(mask)
