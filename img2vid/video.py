@@ -51,7 +51,11 @@ class ImageToVideo(v2.Transform):
           ``tv_tensors.Video``; a ``tv_tensors.Mask`` stays a mask (warped with nearest, pixel ops
           skipped, labels stay labels): ``(H, W)`` as torchvision's datasets hand it out becomes
           ``(T, H, W)``, ``(N, H, W)`` becomes ``(T, N, H, W)``, ``(B, N, H, W)`` becomes
-          ``(B, T, N, H, W)``. ``uint8`` in gives ``uint8`` out; float dtypes are kept.
+          ``(B, T, N, H, W)``. ``tv_tensors.KeyPoints`` ``(*, 2)`` become ``(T, *, 2)`` and
+          ``tv_tensors.BoundingBoxes`` a list of ``T`` ``BoundingBoxes``, each frame's moved as
+          torchvision's ``affine`` moves them for that frame's matrix (boxes: the enclosing box of the
+          moved corners, clamped by their ``clamping_mode``; axis-aligned formats only).
+          ``uint8`` in gives ``uint8`` out; float dtypes are kept.
 
     Convention:
         ``M`` moves the content at pixel ``(x, y)`` to ``M @ (x, y, 1)``: ``x`` right, ``y`` down,
@@ -123,8 +127,10 @@ class ImageToVideo(v2.Transform):
             inpt = TF.to_image(inpt)
         if isinstance(inpt, tv_tensors.Video):
             raise ValueError(f"ImageToVideo takes images, got a tv_tensors.Video of shape {tuple(inpt.shape)}")
-        if isinstance(inpt, (tv_tensors.BoundingBoxes, tv_tensors.KeyPoints)):
-            raise TypeError(f"ImageToVideo does not move {type(inpt).__name__} yet; pass images and masks")
+        if isinstance(inpt, tv_tensors.KeyPoints):
+            return self._move_keypoints(inpt)
+        if isinstance(inpt, tv_tensors.BoundingBoxes):
+            return self._move_boxes(inpt)
         if isinstance(inpt, tv_tensors.Mask):
             return tv_tensors.Mask(self._mask_clip(inpt.as_subclass(Tensor)))
         if not inpt.is_floating_point() and inpt.dtype != torch.uint8:
@@ -152,6 +158,58 @@ class ImageToVideo(v2.Transform):
         if mask.ndim == 2:
             return self._clip(mask[None], "nearest", pixel_ops=False, what="mask")[:, 0]
         return self._clip(mask, "nearest", pixel_ops=False, what="mask")
+
+    def _coordinate_matrices(self, canvas_size: tuple[int, int], dtype: torch.dtype, device: torch.device) -> Tensor:
+        """The frames' forward matrices in torchvision's box and keypoint coordinates. Shape: ``(T, 3, 3)``.
+
+        Convention:
+            Boxes and keypoints put the origin at the top-left *corner* of the top-left pixel (a pixel
+            centre sits at ``x + 0.5``), so the pixel-centre matrices are conjugated by that half-pixel
+            shift: about ``(W / 2, H / 2)`` there is about ``((W - 1) / 2, (H - 1) / 2)`` here.
+        """
+        height, width = canvas_size
+        shift = torch.eye(3, dtype=dtype, device=device)
+        shift[:2, 2] = 0.5
+        unshift = torch.eye(3, dtype=dtype, device=device)
+        unshift[:2, 2] = -0.5
+        return shift @ self.matrices(height, width, dtype=dtype, device=device) @ unshift
+
+    def _move_points(self, points: Tensor, canvas_size: tuple[int, int]) -> Tensor:
+        """Every point moved by every frame's matrix. Shape: ``(*, 2) -> (T, *, 2)``, float."""
+        matrices = self._coordinate_matrices(canvas_size, points.dtype, points.device)  # (T, 3, 3)
+        flat = points.reshape(-1, 2)  # (K, 2)
+        moved = torch.einsum("tij,kj->tki", matrices[:, :2, :2], flat) + matrices[:, None, :2, 2]  # (T, K, 2)
+        return moved.reshape(len(matrices), *points.shape)
+
+    def _move_keypoints(self, keypoints: tv_tensors.KeyPoints) -> tv_tensors.KeyPoints:
+        """Keypoints ``(*, 2)`` moved as torchvision's ``affine`` moves them (no clamping), one set per
+        frame: ``(T, *, 2)``."""
+        points = keypoints.as_subclass(Tensor)
+        work = points if points.is_floating_point() else points.float()
+        moved = self._move_points(work, keypoints.canvas_size).to(points.dtype)
+        return tv_tensors.KeyPoints(moved, canvas_size=keypoints.canvas_size)
+
+    def _move_boxes(self, boxes: tv_tensors.BoundingBoxes) -> list[tv_tensors.BoundingBoxes]:
+        """One ``BoundingBoxes`` per frame, as torchvision's ``affine`` makes them: the enclosing box of
+        the moved corners, clamped to the canvas by the boxes' ``clamping_mode``, in their format and
+        dtype."""
+        if tv_tensors.is_rotated_bounding_format(boxes.format):
+            raise ValueError(f"ImageToVideo moves axis-aligned boxes (XYXY, XYWH, CXCYWH), got format "
+                             f"{boxes.format.name}")
+        xyxy_format = tv_tensors.BoundingBoxFormat.XYXY
+        plain = boxes.as_subclass(Tensor)
+        work = plain.float() if not plain.is_floating_point() else plain
+        xyxy = TF.convert_bounding_box_format(work, old_format=boxes.format, new_format=xyxy_format).reshape(-1, 4)
+        corners = xyxy[:, [[0, 1], [2, 1], [2, 3], [0, 3]]]  # (N, 4 corners, 2)
+        moved = self._move_points(corners, boxes.canvas_size)  # (T, N, 4, 2)
+        enclosing = torch.cat([moved.amin(dim=-2), moved.amax(dim=-2)], dim=-1)  # (T, N, 4) XYXY
+        frames = []
+        for frame in enclosing:
+            frame = TF.clamp_bounding_boxes(frame, format=xyxy_format, canvas_size=boxes.canvas_size,
+                                            clamping_mode=boxes.clamping_mode)
+            frame = TF.convert_bounding_box_format(frame, old_format=xyxy_format, new_format=boxes.format)
+            frames.append(tv_tensors.wrap(frame.reshape(plain.shape).to(plain.dtype), like=boxes))
+        return frames
 
     def _frames_grid(self, height: int, width: int, dtype: torch.dtype, device: torch.device) -> Tensor:
         """The frames' sampling grid, kept per device for the last image size and remade when anything

@@ -467,3 +467,115 @@ def test_tensor_magnitudes_are_never_kept():
         angle += 20.0  # the same tensor, a new value: the clip follows it
     x = torch.rand(1, 3, H, W)
     assert_close(video(x), i2v.functional.image_to_video(x, "rotate:30", 3))
+
+
+# --------------------------------------------------------------------------------------------------
+# Boxes and keypoints: moved per frame as torchvision's affine moves them (the oracle is torchvision)
+# --------------------------------------------------------------------------------------------------
+
+FORMATS = ["XYXY", "XYWH", "CXCYWH"]
+
+
+def some_boxes(fmt, n=12):
+    # Boxes anywhere on the canvas, some touching its edges, so that the moved boxes get clamped.
+    xy = torch.rand(n, 2) * torch.tensor([W - 4.0, H - 4.0])
+    size = torch.rand(n, 2) * 6 + 1
+    xyxy = torch.cat([xy, (xy + size).minimum(torch.tensor([W, H]))], dim=1)
+    xyxy[0] = torch.tensor([0.0, 0.0, W, H])
+    xyxy[1] = torch.tensor([W - 3.0, 2.0, W, 6.0])
+    boxes = tv_tensors.BoundingBoxes(xyxy, format="XYXY", canvas_size=(H, W))
+    return TF.convert_bounding_box_format(boxes, new_format=fmt)
+
+
+def some_keypoints():
+    return tv_tensors.KeyPoints(torch.rand(3, 5, 2) * torch.tensor([W, H]), canvas_size=(H, W))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize(("name", "m"), ONE_OP)
+def test_boxes_move_per_frame_as_torchvision_moves_them(name, m, fmt):
+    boxes = some_boxes(fmt)
+    video = ImageToVideo(Genotype([(name, m)]), T=4)
+    frames = video(boxes)
+    assert isinstance(frames, list) and len(frames) == 4
+    for t, p in enumerate(video.powers):
+        expected = one_op_frame(name, m, p, boxes)  # torchvision: enclosing box of the corners, clamped
+        assert isinstance(frames[t], tv_tensors.BoundingBoxes)
+        assert frames[t].format == boxes.format and frames[t].canvas_size == (H, W)
+        assert_close(frames[t].as_subclass(torch.Tensor), expected.as_subclass(torch.Tensor), atol=1e-4, rtol=0)
+    moved = frames[0].as_subclass(torch.Tensor)
+    assert not torch.allclose(moved, boxes.as_subclass(torch.Tensor), atol=1e-2)  # they did move
+
+
+@pytest.mark.parametrize(("name", "m"), ONE_OP)
+def test_keypoints_move_per_frame_as_torchvision_moves_them(name, m):
+    keypoints = some_keypoints()
+    video = ImageToVideo(Genotype([(name, m)]), T=4, frames="forward")
+    moved = video(keypoints)
+    assert isinstance(moved, tv_tensors.KeyPoints) and moved.shape == (4, 3, 5, 2)
+    assert moved.canvas_size == (H, W)
+    for t, p in enumerate(video.powers):
+        expected = one_op_frame(name, m, p, keypoints)
+        assert_close(moved[t].as_subclass(torch.Tensor), expected.as_subclass(torch.Tensor), atol=1e-4, rtol=0)
+
+
+CHAIN = "shear_x:7,shear_y:-4,scale:1.1,rotate:12,translate_x:0.05,translate_y:0.1,brightness:0.3"
+
+
+def chain_once(x):
+    # The chain's motion, M, as one torchvision call (see test_chain_is_resampled_once...).
+    return tv_affine(x, angle=-12.0, translate=(0.05 * W, 0.1 * H), scale=1.1, shear=(7.0, -4.0))
+
+
+def test_composed_motion_moves_keypoints_as_torchvision_composes_it():
+    keypoints = some_keypoints()
+    video = ImageToVideo(CHAIN, T=5)  # powers -2 ... 2
+    moved = video(keypoints).as_subclass(torch.Tensor)
+    plain = keypoints.as_subclass(torch.Tensor)
+    assert_close(moved[2], plain)  # power 0, and the pixel op moves nothing
+    assert_close(moved[3], chain_once(keypoints).as_subclass(torch.Tensor), atol=1e-4, rtol=0)
+    assert_close(moved[4], chain_once(chain_once(keypoints)).as_subclass(torch.Tensor), atol=1e-4, rtol=0)
+    # negative powers are the inverse motion: torchvision's forward call brings them back
+    back = tv_tensors.wrap(moved[1], like=keypoints)
+    assert_close(chain_once(back).as_subclass(torch.Tensor), plain, atol=1e-4, rtol=0)
+    twice_back = tv_tensors.wrap(moved[0], like=keypoints)
+    assert_close(chain_once(chain_once(twice_back)).as_subclass(torch.Tensor), plain, atol=1e-4, rtol=0)
+
+
+def test_composed_motion_moves_boxes_by_their_corners():
+    boxes = some_boxes("XYXY")
+    video = ImageToVideo(CHAIN, T=5)
+    frames = video(boxes)
+    assert_close(frames[3].as_subclass(torch.Tensor), chain_once(boxes).as_subclass(torch.Tensor), atol=1e-4, rtol=0)
+    # Power 2 is no single torchvision call, and boxes moved twice would enclose an enclosing box: the
+    # oracle moves the four corners twice as torchvision keypoints, then encloses and clamps them.
+    xyxy = boxes.as_subclass(torch.Tensor)
+    corners = tv_tensors.KeyPoints(xyxy[:, [[0, 1], [2, 1], [2, 3], [0, 3]]], canvas_size=(H, W))
+    twice = chain_once(chain_once(corners)).as_subclass(torch.Tensor)
+    expected = torch.cat([twice.amin(1), twice.amax(1)], dim=1)
+    expected[:, 0::2] = expected[:, 0::2].clamp(0, W)
+    expected[:, 1::2] = expected[:, 1::2].clamp(0, H)
+    assert_close(frames[4].as_subclass(torch.Tensor), expected, atol=1e-4, rtol=0)
+    assert (expected[:, 0::2] == W).any() or (expected[:, :2] == 0).any()  # the clamp was exercised
+
+
+def test_boxes_keep_dtype_and_clamping_mode_and_pipelines_carry_everything():
+    boxes = tv_tensors.BoundingBoxes(torch.tensor([[2, 3, 10, 12], [20, 0, 24, 5]]), format="XYXY",
+                                     canvas_size=(H, W), clamping_mode=None)
+    frames = ImageToVideo(Genotype([("translate_x", 3 / W)]), T=3)(boxes)
+    assert [f.dtype for f in frames] == [torch.int64] * 3 and frames[0].clamping_mode is None
+    assert frames[2].tolist() == [[5, 3, 13, 12], [23, 0, 27, 5]]  # not clamped: clamping_mode=None
+    assert frames[0].tolist() == [[-1, 3, 7, 12], [17, 0, 21, 5]]
+    # one sample of a detection pipeline: image, boxes, keypoints and a mask together
+    sample = {"image": tv_tensors.Image(torch.rand(3, H, W)), "boxes": some_boxes("XYWH"),
+              "keypoints": some_keypoints(), "mask": tv_tensors.Mask(torch.randint(0, 3, (H, W))), "label": 7}
+    out = v2.Compose([ImageToVideo("rotate:10", T=3)])(sample)
+    assert isinstance(out["image"], tv_tensors.Video) and out["image"].shape == (3, 3, H, W)
+    assert len(out["boxes"]) == 3 and out["keypoints"].shape == (3, 3, 5, 2) and out["mask"].shape == (3, H, W)
+    assert out["label"] == 7
+
+
+def test_rotated_boxes_are_refused_clearly():
+    boxes = tv_tensors.BoundingBoxes(torch.tensor([[5.0, 5.0, 4.0, 3.0, 30.0]]), format="CXCYWHR", canvas_size=(H, W))
+    with pytest.raises(ValueError, match=r"axis-aligned boxes \(XYXY, XYWH, CXCYWH\), got format CXCYWHR"):
+        ImageToVideo("rotate:10", T=3)(boxes)
