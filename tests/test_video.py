@@ -282,21 +282,71 @@ def test_inverse_matches_torchvision_with_negated_motion():
         assert_close(back[:, t], TF.rotate(y[:, t], -15.0 * p, interpolation=BILINEAR), atol=1e-6, rtol=0)
 
 
-def test_functional_form_matches_module():
-    x = torch.rand(2, 3, H, W)
-    assert_close(i2v.functional.image_to_video(x, "scale:1.1", 3, frames="forward"),
-                 ImageToVideo("scale:1.1", T=3, frames="forward")(x))
+# Genotypes whose every power is one torchvision call: translations add, and a scale and a rotation
+# about the same centre commute, so M^p is affine(angle=-p a, translate=p t, scale=s^p).
+FUNCTIONAL_CASES = [
+    ("scale:1.1", lambda x, p: tv_affine(x, scale=1.1**p)),
+    ("rotate:-21,scale:0.9", lambda x, p: tv_affine(x, angle=21.0 * p, scale=0.9**p)),
+    ("translate_x:0.1,translate_y:-0.05", lambda x, p: tv_affine(x, translate=(0.1 * W * p, -0.05 * H * p))),
+]
 
 
-def test_padding_and_interpolation_options():
+@pytest.mark.parametrize(("genotype", "oracle"), FUNCTIONAL_CASES, ids=[g for g, _ in FUNCTIONAL_CASES])
+@pytest.mark.parametrize("frames", ["centered", "forward"])
+def test_functional_form_matches_torchvision_and_the_module(genotype, oracle, frames):
+    # The functional form against an oracle of its own: torchvision, one call per frame.
+    x = torch.rand(2, 3, H, W, dtype=torch.float64)
+    clip = i2v.functional.image_to_video(x, genotype, 4, frames=frames)
+    assert clip.shape == (2, 4, 3, H, W)
+    powers = [-2, -1, 0, 1] if frames == "centered" else [1, 2, 3, 4]
+    for t, p in enumerate(powers):
+        assert_close(clip[:, t], oracle(x, p), atol=1e-5, rtol=0)
+    assert_close(ImageToVideo(genotype, T=4, frames=frames)(x), clip, atol=0, rtol=0)
+
+
+def test_padding_modes_fill_with_grid_sample_semantics():
+    # Whole-pixel shifts, so every value is a hand-known input pixel. Content moves right by 3 px and
+    # up by 2 px: the 3 left columns and 2 bottom rows come from outside the image.
+    x = torch.rand(1, 2, H, W, dtype=torch.float64)
+    genotype = Genotype([("translate_x", 3 / W), ("translate_y", -2 / H)])
+    inside = x[..., 2:, : W - 3]
+    for padding, column, row in [
+        ("zeros", lambda j: torch.zeros_like(x[..., 0]), lambda i: torch.zeros_like(x[..., 0, :])),
+        # border: the nearest edge pixel
+        ("border", lambda j: x[..., 0], lambda i: x[..., H - 1, :]),
+        # reflection about the edge pixels' centres (align_corners=True): source -k reads pixel k
+        ("reflection", lambda j: x[..., 3 - j], lambda i: x[..., 2 * (H - 1) - (i + 2), :]),
+    ]:
+        frame = ImageToVideo(genotype, T=3, padding_mode=padding)(x)[:, 2]
+        assert_close(frame[..., : H - 2, 3:], inside, atol=1e-9, rtol=0)
+        for j in range(3):  # columns from beyond the left edge (rows whose source is inside)
+            assert_close(frame[..., : H - 2, j], column(j)[..., 2:], atol=1e-9, rtol=0)
+        for i in range(H - 2, H):  # rows from beyond the bottom edge (columns whose source is inside)
+            assert_close(frame[..., i, 3:], row(i)[..., : W - 3], atol=1e-9, rtol=0)
+
+
+def test_nearest_interpolation_option():
     x = torch.rand(1, 3, H, W, dtype=torch.float64)
-    for padding in ["border", "reflection"]:
-        clip = ImageToVideo("translate_x:0.1", T=3, padding_mode=padding)(x)
-        assert clip[:, 2].abs().min() > 0  # nothing is zero-filled
     nearest = ImageToVideo("rotate:30", T=3, interpolation="nearest")(x)
     assert set(nearest[:, 2].flatten().tolist()) <= set(x.flatten().tolist()) | {0.0}
     same = ImageToVideo("rotate:30", T=3, interpolation=InterpolationMode.NEAREST)(x)
     assert_close(nearest, same)
+
+
+def test_gradcheck_inverse_and_video_to_image():
+    y = torch.rand(1, 3, 2, 6, 7, dtype=torch.float64, requires_grad=True)
+    video = ImageToVideo("rotate:13,translate_x:0.1,scale:1.1", T=3)
+    assert torch.autograd.gradcheck(video.inverse, (y,))
+    for padding in ["border", "reflection"]:
+        assert torch.autograd.gradcheck(
+            lambda a, p=padding: i2v.functional.video_to_image(a, "shear_y:9,translate_y:-0.1", padding_mode=p), (y,)
+        )
+
+    def undo(a, angle, shift):
+        return i2v.functional.video_to_image(a, Genotype([("rotate", angle), ("translate_x", shift)]), frames="forward")
+
+    magnitudes = tuple(torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (13.0, 0.07))
+    assert torch.autograd.gradcheck(undo, (y, *magnitudes))
 
 
 @pytest.mark.parametrize(
