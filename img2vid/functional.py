@@ -15,7 +15,7 @@ from typing import Literal, Union
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from kornia.geometry.conversions import normalize_homography
+from kornia.geometry.conversions import normal_transform_pixel
 from torch import Tensor
 from torchvision.transforms import InterpolationMode
 
@@ -117,9 +117,13 @@ def _sampling_grid(backward: Tensor, height: int, width: int) -> Tensor:
         - backward: ``(N, 3, 3)`` inverse matrices ``M^-1`` (output pixel -> input pixel);
           output: ``(N, H, W, 2)``.
     """
-    # kornia re-expresses the pixel matrix in [-1, 1] coordinates where the centres of pixels 0 and
-    # W - 1 sit at -1 and +1 (align_corners=True); affine_grid then evaluates it exactly at every pixel.
-    theta = normalize_homography(backward, (height, width), (height, width))
+    # kornia's N maps pixel coordinates to [-1, 1], where the centres of pixels 0 and W - 1 sit at -1
+    # and +1 (align_corners=True); θ = N M^-1 N^-1 is the matrix in those coordinates (what kornia's
+    # normalize_homography computes), and affine_grid evaluates it exactly at every pixel. N is built
+    # in the matrices' own dtype: kornia < 0.9's normalize_homography builds it in float32, which
+    # would cost float64 clips their precision.
+    to_unit = normal_transform_pixel(height, width, device=backward.device, dtype=backward.dtype)  # (1, 3, 3)
+    theta = to_unit @ backward @ torch.linalg.inv(to_unit)
     return F.affine_grid(theta[:, :2], [backward.shape[0], 1, height, width], align_corners=True)
 
 
@@ -176,10 +180,10 @@ def warp(
 ) -> Tensor:
     """Warp each image by its own forward matrix, once: ``out(p) = in(M^-1 p)``.
 
-    The one sampling path clips, :func:`video_to_image` and the search stem use: kornia's
-    ``normalize_homography`` re-expresses ``M^-1`` in ``grid_sample``'s coordinates and
-    ``grid_sample(..., align_corners=True)`` samples at pixel centres, which reproduces torchvision's
-    geometry. For clips, where one image makes ``T`` frames, :func:`image_to_video` samples every frame
+    The one sampling path clips, :func:`video_to_image` and the search stem use: kornia's pixel-to-unit
+    matrix ``N`` (``normal_transform_pixel``) re-expresses ``M^-1`` in ``grid_sample``'s coordinates as
+    ``N M^-1 N^-1``, and ``grid_sample(..., align_corners=True)`` samples at pixel centres, which
+    reproduces torchvision's geometry. For clips, where one image makes ``T`` frames, :func:`image_to_video` samples every frame
     from the one image instead of copying it.
 
     Shape:
