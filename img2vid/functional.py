@@ -183,8 +183,8 @@ def warp(
     The one sampling path clips, :func:`video_to_image` and the search stem use: kornia's pixel-to-unit
     matrix ``N`` (``normal_transform_pixel``) re-expresses ``M^-1`` in ``grid_sample``'s coordinates as
     ``N M^-1 N^-1``, and ``grid_sample(..., align_corners=True)`` samples at pixel centres, which
-    reproduces torchvision's geometry. For clips, where one image makes ``T`` frames, :func:`image_to_video` samples every frame
-    from the one image instead of copying it.
+    reproduces torchvision's geometry. For clips, where one image makes ``T`` frames,
+    :func:`image_to_video` samples every frame from the one image instead of copying it.
 
     Shape:
         - images: ``(N, C, H, W)`` float; matrices: ``(N, 3, 3)`` or ``(3, 3)``; output: ``(N, C, H, W)``.

@@ -206,6 +206,8 @@ def test_cutout_clips_are_reproducible_with_a_generator():
     assert torch.equal(torch.get_rng_state(), state)
     assert torch.equal(clips[0], clips[1]) and torch.equal(clips[0], functional)
     assert not torch.equal(clips[0], clips[2])
+    seeded = ImageToVideo("cutout:0.3", T=3, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(pickle.loads(pickle.dumps(seeded))(x), seeded(x))  # the copy carries the generator's state
     with pytest.raises(TypeError, match=r"generator must be a torch\.Generator or None, got int"):
         ImageToVideo("cutout:0.3", generator=3)
 
