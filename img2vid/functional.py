@@ -15,8 +15,7 @@ from typing import Literal, Union
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from kornia.geometry.conversions import normalize_homography
-from kornia.geometry.transform import warp_affine
+from kornia.geometry.conversions import normal_transform_pixel
 from torch import Tensor
 from torchvision.transforms import InterpolationMode
 
@@ -118,9 +117,13 @@ def _sampling_grid(backward: Tensor, height: int, width: int) -> Tensor:
         - backward: ``(N, 3, 3)`` inverse matrices ``M^-1`` (output pixel -> input pixel);
           output: ``(N, H, W, 2)``.
     """
-    # kornia re-expresses the pixel matrix in [-1, 1] coordinates where the centres of pixels 0 and
-    # W - 1 sit at -1 and +1 (align_corners=True); affine_grid then evaluates it exactly at every pixel.
-    theta = normalize_homography(backward, (height, width), (height, width))
+    # kornia's N maps pixel coordinates to [-1, 1], where the centres of pixels 0 and W - 1 sit at -1
+    # and +1 (align_corners=True); θ = N M^-1 N^-1 is the matrix in those coordinates (what kornia's
+    # normalize_homography computes), and affine_grid evaluates it exactly at every pixel. N is built
+    # in the matrices' own dtype: kornia < 0.9's normalize_homography builds it in float32, which
+    # would cost float64 clips their precision.
+    to_unit = normal_transform_pixel(height, width, device=backward.device, dtype=backward.dtype)  # (1, 3, 3)
+    theta = to_unit @ backward @ torch.linalg.inv(to_unit)
     return F.affine_grid(theta[:, :2], [backward.shape[0], 1, height, width], align_corners=True)
 
 
@@ -138,11 +141,15 @@ def _check_options(interpolation: Interpolation, padding_mode: str) -> str:
     return _INTERPOLATIONS[interpolation]
 
 
+def _a(what: str) -> str:
+    return f"an {what}" if what[0] in "aeiou" else f"a {what}"
+
+
 def _check_size(height: int, width: int, what: str, shape: Sequence[int]) -> None:
     # Pixel-centre sampling (align_corners=True) spans the centres of the first and last pixel: along an
     # axis of one pixel that span is empty, every position maps onto that pixel and nothing can move.
     if height < 2 or width < 2:
-        raise ValueError(f"expected an {what} at least 2 x 2 pixels (H, W >= 2), got shape {tuple(shape)}: "
+        raise ValueError(f"expected {_a(what)} at least 2 x 2 pixels (H, W >= 2), got shape {tuple(shape)}: "
                          "an axis of one pixel cannot be moved by sub-pixel warps")
 
 
@@ -150,10 +157,11 @@ def _check_image(x: Tensor, what: str = "image") -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"expected a tensor {what}, got {type(x).__name__}")
     if x.ndim not in (3, 4):
-        raise ValueError(f"expected an {what} of shape (C, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
+        raise ValueError(f"expected {_a(what)} of shape (C, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
     if x.shape[-1] == 0 or x.shape[-2] == 0:
         raise ValueError(f"expected a non-empty {what}, got shape {tuple(x.shape)}")
-    if x.shape[-1] in (1, 3, 4) and x.shape[-3] > 4:
+    # A mask's leading axis holds labels or instances, not colour channels: no layout to guess there.
+    if what != "mask" and x.shape[-1] in (1, 3, 4) and x.shape[-3] > 4:
         raise ValueError(
             f"{what} of shape {tuple(x.shape)} looks channels-last (H, W, C); expected channels first, "
             "(C, H, W) or (B, C, H, W): permute it, or use torchvision.transforms.v2.ToImage()"
@@ -172,9 +180,11 @@ def warp(
 ) -> Tensor:
     """Warp each image by its own forward matrix, once: ``out(p) = in(M^-1 p)``.
 
-    A thin shell over ``kornia.geometry.transform.warp_affine`` with pixel-centre sampling
-    (``align_corners=True``), which reproduces torchvision's geometry. For clips, where one image makes
-    ``T`` frames, :func:`image_to_video` samples every frame from the one image instead of copying it.
+    The one sampling path clips, :func:`video_to_image` and the search stem use: kornia's pixel-to-unit
+    matrix ``N`` (``normal_transform_pixel``) re-expresses ``M^-1`` in ``grid_sample``'s coordinates as
+    ``N M^-1 N^-1``, and ``grid_sample(..., align_corners=True)`` samples at pixel centres, which
+    reproduces torchvision's geometry. For clips, where one image makes ``T`` frames,
+    :func:`image_to_video` samples every frame from the one image instead of copying it.
 
     Shape:
         - images: ``(N, C, H, W)`` float; matrices: ``(N, 3, 3)`` or ``(3, 3)``; output: ``(N, C, H, W)``.
@@ -183,19 +193,23 @@ def warp(
     if not isinstance(images, Tensor) or images.ndim != 4 or not images.is_floating_point():
         raise ValueError(f"warp takes float images (N, C, H, W), got {getattr(images, 'dtype', type(images))} "
                          f"{tuple(getattr(images, 'shape', ()))}")
-    if matrices.shape[-2:] != (3, 3) or matrices.ndim not in (2, 3):
-        raise ValueError(f"warp takes (N, 3, 3) or (3, 3) matrices, got shape {tuple(matrices.shape)}")
+    if not isinstance(matrices, Tensor) or matrices.shape[-2:] != (3, 3) or matrices.ndim not in (2, 3):
+        raise ValueError(f"warp takes (N, 3, 3) or (3, 3) matrices, got shape {tuple(getattr(matrices, 'shape', ()))}")
+    if matrices.ndim == 3 and matrices.shape[0] not in (1, images.shape[0]):
+        raise ValueError(f"warp takes one matrix per image: {images.shape[0]} images, {matrices.shape[0]} matrices")
     height, width = images.shape[-2:]
     _check_size(height, width, "image", images.shape)
-    affine = matrices.to(images).expand(images.shape[0], 3, 3)[:, :2]
-    return warp_affine(images, affine, (height, width), mode=mode, padding_mode=padding_mode, align_corners=True)
+    work = images.float() if images.dtype in (torch.float16, torch.bfloat16) and images.device.type == "cpu" else images
+    forward = matrices.to(dtype=work.dtype, device=work.device).expand(images.shape[0], 3, 3)
+    grid = _sampling_grid(torch.linalg.inv(forward), height, width)  # (N, H, W, 2)
+    return _sample(work, grid, mode, padding_mode).to(images.dtype)
 
 
-def _apply_pixel_steps(x: Tensor, genotype: Genotype) -> Tensor:
+def _apply_pixel_steps(x: Tensor, genotype: Genotype, generator: torch.Generator | None = None) -> Tensor:
     for name, magnitude in genotype:
         op = OPS[name]
         if op.kind == "pixel":
-            x = op(x, magnitude)
+            x = op(x, magnitude, generator=generator)
     return x
 
 
@@ -208,6 +222,7 @@ def image_to_video(
     interpolation: Interpolation = "bilinear",
     padding_mode: str = "zeros",
     pixel_ops: bool = True,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Turn images into clips: frame ``t`` is the image warped by ``M^p(t)`` (the paper's Eq. 7).
 
@@ -225,6 +240,7 @@ def image_to_video(
         interpolation: ``"bilinear"`` or ``"nearest"``.
         padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"``.
         pixel_ops: apply the genotype's pixel steps (``False`` for masks).
+        generator: where random pixel ops (``cutout``) draw; ``None`` is torch's global generator.
 
     Shape:
         - x: ``(B, C, H, W)`` or ``(C, H, W)``.
@@ -235,7 +251,8 @@ def image_to_video(
     genotype = as_genotype(genotype)
     powers = frame_powers(T, frames)
     mode = _check_options(interpolation, padding_mode)
-    return _image_to_video(x, genotype, powers, partial(_frames_grid, genotype, powers), mode, padding_mode, pixel_ops)
+    return _image_to_video(x, genotype, powers, partial(_frames_grid, genotype, powers), mode, padding_mode, pixel_ops,
+                           generator)
 
 
 GridFor = Callable[[int, int, torch.dtype, torch.device], Tensor]
@@ -249,10 +266,12 @@ def _frames_grid(genotype: Genotype, powers: Sequence[int], height: int, width: 
 
 
 def _image_to_video(x: Tensor, genotype: Genotype, powers: Sequence[int], grid_for: GridFor, mode: str,
-                    padding_mode: str, pixel_ops: bool) -> Tensor:
-    """:func:`image_to_video` with options checked and the frames' grid made by ``grid_for``."""
+                    padding_mode: str, pixel_ops: bool, generator: torch.Generator | None = None,
+                    what: str = "image") -> Tensor:
+    """:func:`image_to_video` with options checked and the frames' grid made by ``grid_for``; ``what``
+    names the input in error messages."""
     T = len(powers)
-    _check_image(x)
+    _check_image(x, what)
     unbatched = x.ndim == 3
     if unbatched:
         x = x.unsqueeze(0)
@@ -285,7 +304,7 @@ def _image_to_video(x: Tensor, genotype: Genotype, powers: Sequence[int], grid_f
         # Pixel steps make frames of different |p| different images: p applications, then one warp.
         variants = [work]
         for _ in range(max(abs(p) for p in powers)):
-            variants.append(_apply_pixel_steps(variants[-1], genotype))
+            variants.append(_apply_pixel_steps(variants[-1], genotype, generator))
         inputs = torch.stack([variants[abs(p)] for p in powers])  # (T, B, C, H, W)
         sampled = _sample(rearrange(inputs, "t b c h w -> t (b c) h w"), grid, mode, padding_mode)
         clip = rearrange(sampled, "t (b c) h w -> b t c h w", b=batch)

@@ -129,7 +129,9 @@ class Genotype:
         return self.values() == other.values()
 
     def __hash__(self) -> int:
-        return hash(tuple(self.values()))
+        # The op names only: a tensor magnitude is mutable (a search learns it), so a hash of its value
+        # would change while the genotype sits in a set or dict. Equal genotypes have equal names.
+        return hash(tuple(name for name, _ in self._steps))
 
     def __str__(self) -> str:
         return ",".join(

@@ -53,6 +53,7 @@ class Op:
         takes_magnitude: ``False`` for ops written bare (``identity``, ``invert`` ...).
         integer: the magnitude must be a whole number (``posterize``'s bits).
         meaning: what the magnitude means, in words.
+        random: the op draws random numbers (``cutout``); calls take a ``generator=``.
     """
 
     name: str
@@ -63,6 +64,7 @@ class Op:
     integer: bool
     meaning: str
     _fn: Callable[..., Tensor]
+    random: bool = False
 
     def matrix(self, magnitude: Magnitude, height: int, width: int) -> Tensor:
         """The op's forward matrix in pixel coordinates.
@@ -83,8 +85,16 @@ class Op:
             magnitude = magnitude.to(torch.get_default_dtype())
         return self._fn(magnitude, height, width)
 
-    def __call__(self, image: Tensor, magnitude: Magnitude = 0.0) -> Tensor:
+    def __call__(
+        self, image: Tensor, magnitude: Magnitude = 0.0, *, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Apply the op to float images in ``[0, 1]``.
+
+        Args:
+            image: float images in ``[0, 1]``.
+            magnitude: a float or a 0-d tensor (which keeps its gradient).
+            generator: where a random op (``cutout``) draws its numbers; ``None`` is torch's global
+                generator. Deterministic ops draw nothing and ignore it.
 
         Shape:
             - image: ``(*, C, H, W)``; ``C`` must be 1 or 3 for ``color`` and ``sharpness``.
@@ -98,7 +108,7 @@ class Op:
             m = magnitude.to(dtype=image.dtype, device=image.device)  # keeps the gradient
         else:
             m = torch.tensor(float(magnitude), dtype=image.dtype, device=image.device)
-        return self._fn(image, m)
+        return self._fn(image, m, generator=generator) if self.random else self._fn(image, m)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -237,13 +247,13 @@ def _posterize(x: Tensor, m: Tensor) -> Tensor:
     return _straight_through(exact, x, m)
 
 
-def _cutout(x: Tensor, m: Tensor) -> Tensor:
+def _cutout(x: Tensor, m: Tensor, generator: torch.Generator | None = None) -> Tensor:
     # A square of side m * min(H, W) at a uniformly random centre in each image, filled with grey.
     height, width = x.shape[-2:]
     side = float(m.detach()) * min(height, width)
     batch = x.shape[:-3]
-    centre_y = torch.rand(*batch, 1, 1, device=x.device) * height
-    centre_x = torch.rand(*batch, 1, 1, device=x.device) * width
+    centre_y = torch.rand(*batch, 1, 1, device=x.device, generator=generator) * height
+    centre_x = torch.rand(*batch, 1, 1, device=x.device, generator=generator) * width
     ys = torch.arange(height, device=x.device).view(-1, 1) + 0.5
     xs = torch.arange(width, device=x.device).view(1, -1) + 0.5
     inside = ((ys - centre_y).abs() < side / 2) & ((xs - centre_x).abs() < side / 2)  # (*, H, W)
@@ -259,8 +269,8 @@ def _check_colour_channels(x: Tensor, name: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _op(name, kind, default, range_, meaning, fn, *, takes_magnitude=True, integer=False) -> Op:
-    return Op(name, kind, default, range_, takes_magnitude, integer, meaning, fn)
+def _op(name, kind, default, range_, meaning, fn, *, takes_magnitude=True, integer=False, random=False) -> Op:
+    return Op(name, kind, default, range_, takes_magnitude, integer, meaning, fn, random)
 
 
 _TABLE = [
@@ -281,7 +291,8 @@ _TABLE = [
     _op("color", "pixel", 0.3, (-1.0, 1.0), "saturation factor 1 + m", _color),
     _op("brightness", "pixel", 0.3, (-1.0, 1.0), "brightness factor 1 + m", _brightness),
     _op("sharpness", "pixel", 0.3, (-1.0, 1.0), "sharpness factor 1 + m", _sharpness),
-    _op("cutout", "pixel", 0.2, (0.0, 1.0), "grey square of side m * min(H, W) at a random place", _cutout),
+    _op("cutout", "pixel", 0.2, (0.0, 1.0), "grey square of side m * min(H, W) at a random place", _cutout,
+        random=True),
 ]
 
 #: Read-only mapping from op name to :class:`Op`.

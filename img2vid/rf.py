@@ -338,10 +338,11 @@ def save_rf_figure(
         ImportError: matplotlib is not installed (``pip install 'img2vid[demo]'``).
     """
     try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        # A bare Figure with its own Agg canvas: neither pyplot's state nor the user's backend (a
+        # notebook's inline one, say) is touched.
+        import matplotlib  # noqa: F401  (first, so a missing matplotlib is reported as such)
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError:
         raise ImportError("save_rf_figure needs matplotlib: pip install 'img2vid[demo]' (or matplotlib)") from None
     panels = {"ERF": erfs} if isinstance(erfs, Tensor) else dict(erfs)
@@ -352,7 +353,9 @@ def save_rf_figure(
             raise ValueError(f"ERF {name!r} must be a tensor (H, W), got {getattr(erf, 'shape', type(erf).__name__)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9), squeeze=False)
+    fig = Figure(figsize=(2.6 * len(panels), 2.9))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (name, erf) in zip(axes[0], panels.items()):
         data = erf.detach().float().cpu()
         peak = float(data.max())
@@ -365,5 +368,4 @@ def save_rf_figure(
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

@@ -41,12 +41,21 @@ class ImageToVideo(v2.Transform):
         interpolation: ``"bilinear"`` or ``"nearest"`` (or the torchvision ``InterpolationMode``) for
             images; masks always use nearest.
         padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"``.
+        generator: where random pixel ops (``cutout``) draw their numbers; ``None`` (default) is
+            torch's global generator. A ``DataLoader`` worker gets a copy of it, so seed each worker's
+            copy in ``worker_init_fn`` if the workers must differ.
 
     Shape:
         - Input: ``(B, C, H, W)`` or ``(C, H, W)``.
         - Output: ``(B, T, C, H, W)`` or ``(T, C, H, W)``. A ``tv_tensors.Image`` becomes a
           ``tv_tensors.Video``; a ``tv_tensors.Mask`` stays a mask (warped with nearest, pixel ops
-          skipped, labels stay labels). ``uint8`` in gives ``uint8`` out; float dtypes are kept.
+          skipped, labels stay labels): ``(H, W)`` as torchvision's datasets hand it out becomes
+          ``(T, H, W)``, ``(N, H, W)`` becomes ``(T, N, H, W)``, ``(B, N, H, W)`` becomes
+          ``(B, T, N, H, W)``. ``tv_tensors.KeyPoints`` ``(*, 2)`` become ``(T, *, 2)`` and
+          ``tv_tensors.BoundingBoxes`` a list of ``T`` ``BoundingBoxes``, each frame's moved as
+          torchvision's ``affine`` moves them for that frame's matrix (boxes: the enclosing box of the
+          moved corners, clamped by their ``clamping_mode``; axis-aligned formats only).
+          ``uint8`` in gives ``uint8`` out; float dtypes are kept.
 
     Convention:
         ``M`` moves the content at pixel ``(x, y)`` to ``M @ (x, y, 1)``: ``x`` right, ``y`` down,
@@ -68,6 +77,7 @@ class ImageToVideo(v2.Transform):
         frames: Frames = "centered",
         interpolation: Interpolation = "bilinear",
         padding_mode: str = "zeros",
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.genotype: Genotype = as_genotype(genotype)
@@ -75,14 +85,19 @@ class ImageToVideo(v2.Transform):
         self.frames: Frames = frames
         self.interpolation = interpolation
         self.padding_mode = padding_mode
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        self.generator = generator
         # Validate every option now, not at the first batch.
         I2VF.frame_powers(T, frames)
         I2VF._check_options(interpolation, padding_mode)
-        self._grid_cache: tuple[tuple, Tensor] | None = None
+        # device -> (what the grid was made for, the grid). One dict, filled in place: DataParallel's
+        # replicas share it (they copy this module's __dict__ shallowly), so each device keeps its own.
+        self._grids: dict[torch.device, tuple[tuple, Tensor]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        return {**state, "_grid_cache": None}  # the grid is remade where the copy runs
+        return {**state, "_grids": {}}  # grids are remade where the copy runs
 
     @property
     def powers(self) -> list[int]:
@@ -112,44 +127,111 @@ class ImageToVideo(v2.Transform):
             inpt = TF.to_image(inpt)
         if isinstance(inpt, tv_tensors.Video):
             raise ValueError(f"ImageToVideo takes images, got a tv_tensors.Video of shape {tuple(inpt.shape)}")
-        if isinstance(inpt, (tv_tensors.BoundingBoxes, tv_tensors.KeyPoints)):
-            raise TypeError(f"ImageToVideo does not move {type(inpt).__name__} yet; pass images and masks")
-        is_mask = isinstance(inpt, tv_tensors.Mask)
-        if not is_mask and not inpt.is_floating_point() and inpt.dtype != torch.uint8:
+        if isinstance(inpt, tv_tensors.KeyPoints):
+            return self._move_keypoints(inpt)
+        if isinstance(inpt, tv_tensors.BoundingBoxes):
+            return self._move_boxes(inpt)
+        if isinstance(inpt, tv_tensors.Mask):
+            return tv_tensors.Mask(self._mask_clip(inpt.as_subclass(Tensor)))
+        if not inpt.is_floating_point() and inpt.dtype != torch.uint8:
             raise TypeError(
                 f"images must be float (values in [0, 1]) or uint8, got {inpt.dtype}; "
                 "wrap label maps in tv_tensors.Mask"
             )
-        clip = self._clip(inpt.as_subclass(Tensor), "nearest" if is_mask else self.interpolation,
-                          pixel_ops=not is_mask)
-        if is_mask:
-            return tv_tensors.Mask(clip)
+        clip = self._clip(inpt.as_subclass(Tensor), self.interpolation)
         if isinstance(inpt, tv_tensors.Image):
             return tv_tensors.Video(clip)
         return clip
 
-    def _clip(self, x: Tensor, interpolation: Interpolation, pixel_ops: bool = True) -> Tensor:
+    def _clip(self, x: Tensor, interpolation: Interpolation, pixel_ops: bool = True, what: str = "image") -> Tensor:
         """:func:`img2vid.functional.image_to_video` with this transform's options and grid."""
         mode = I2VF._check_options(interpolation, self.padding_mode)
         return I2VF._image_to_video(x, self.genotype, self.powers, self._frames_grid, mode, self.padding_mode,
-                                    pixel_ops)
+                                    pixel_ops, self.generator, what)
+
+    def _mask_clip(self, mask: Tensor) -> Tensor:
+        """Masks as torchvision hands them out: ``(H, W) -> (T, H, W)``, ``(N, H, W) -> (T, N, H, W)``,
+        ``(B, N, H, W) -> (B, T, N, H, W)``; nearest interpolation and no pixel ops, so labels stay labels."""
+        if mask.ndim not in (2, 3, 4):
+            raise ValueError(f"expected a mask of shape (H, W), (N, H, W) or (B, N, H, W), got shape "
+                             f"{tuple(mask.shape)}")
+        if mask.ndim == 2:
+            return self._clip(mask[None], "nearest", pixel_ops=False, what="mask")[:, 0]
+        return self._clip(mask, "nearest", pixel_ops=False, what="mask")
+
+    def _coordinate_matrices(self, canvas_size: tuple[int, int], dtype: torch.dtype, device: torch.device) -> Tensor:
+        """The frames' forward matrices in torchvision's box and keypoint coordinates. Shape: ``(T, 3, 3)``.
+
+        Convention:
+            Boxes and keypoints put the origin at the top-left *corner* of the top-left pixel (a pixel
+            centre sits at ``x + 0.5``), so the pixel-centre matrices are conjugated by that half-pixel
+            shift: about ``(W / 2, H / 2)`` there is about ``((W - 1) / 2, (H - 1) / 2)`` here.
+        """
+        height, width = canvas_size
+        shift = torch.eye(3, dtype=dtype, device=device)
+        shift[:2, 2] = 0.5
+        unshift = torch.eye(3, dtype=dtype, device=device)
+        unshift[:2, 2] = -0.5
+        return shift @ self.matrices(height, width, dtype=dtype, device=device) @ unshift
+
+    def _move_points(self, points: Tensor, canvas_size: tuple[int, int]) -> Tensor:
+        """Every point moved by every frame's matrix. Shape: ``(*, 2) -> (T, *, 2)``, float."""
+        matrices = self._coordinate_matrices(canvas_size, points.dtype, points.device)  # (T, 3, 3)
+        flat = points.reshape(-1, 2)  # (K, 2)
+        moved = torch.einsum("tij,kj->tki", matrices[:, :2, :2], flat) + matrices[:, None, :2, 2]  # (T, K, 2)
+        return moved.reshape(len(matrices), *points.shape)
+
+    def _move_keypoints(self, keypoints: tv_tensors.KeyPoints) -> tv_tensors.KeyPoints:
+        """Keypoints ``(*, 2)`` moved as torchvision's ``affine`` moves them (no clamping), one set per
+        frame: ``(T, *, 2)``."""
+        points = keypoints.as_subclass(Tensor)
+        work = points if points.is_floating_point() else points.float()
+        moved = self._move_points(work, keypoints.canvas_size).to(points.dtype)
+        return tv_tensors.KeyPoints(moved, canvas_size=keypoints.canvas_size)
+
+    def _move_boxes(self, boxes: tv_tensors.BoundingBoxes) -> list[tv_tensors.BoundingBoxes]:
+        """One ``BoundingBoxes`` per frame, as torchvision's ``affine`` makes them: the enclosing box of
+        the moved corners, clamped to the canvas by the boxes' ``clamping_mode``, in their format and
+        dtype."""
+        if tv_tensors.is_rotated_bounding_format(boxes.format):
+            raise ValueError(f"ImageToVideo moves axis-aligned boxes (XYXY, XYWH, CXCYWH), got format "
+                             f"{boxes.format.name}")
+        xyxy_format = tv_tensors.BoundingBoxFormat.XYXY
+        plain = boxes.as_subclass(Tensor)
+        work = plain.float() if not plain.is_floating_point() else plain
+        xyxy = TF.convert_bounding_box_format(work, old_format=boxes.format, new_format=xyxy_format).reshape(-1, 4)
+        corners = xyxy[:, [[0, 1], [2, 1], [2, 3], [0, 3]]]  # (N, 4 corners, 2)
+        moved = self._move_points(corners, boxes.canvas_size)  # (T, N, 4, 2)
+        enclosing = torch.cat([moved.amin(dim=-2), moved.amax(dim=-2)], dim=-1)  # (T, N, 4) XYXY
+        frames = []
+        for frame in enclosing:
+            frame = TF.clamp_bounding_boxes(frame, format=xyxy_format, canvas_size=boxes.canvas_size,
+                                            clamping_mode=boxes.clamping_mode)
+            frame = TF.convert_bounding_box_format(frame, old_format=xyxy_format, new_format=boxes.format)
+            frames.append(tv_tensors.wrap(frame.reshape(plain.shape).to(plain.dtype), like=boxes))
+        return frames
 
     def _frames_grid(self, height: int, width: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-        """The frames' sampling grid, kept for the last image size and remade when anything changes.
+        """The frames' sampling grid, kept per device for the last image size and remade when anything
+        changes.
 
         A genotype's motion is fixed, so the grid is the same for every batch of one size: keeping it
         spares composing the matrices and building the grid on each call (a third of a small clip's
         time). Tensor magnitudes (which may carry gradients) and traced calls always build a fresh one.
+        Safe under threads and ``nn.DataParallel``: a call returns the grid it found or built itself,
+        never what the kept slot holds by then, and each device has its own slot.
         """
         key = (self.genotype, self.T, self.frames, height, width, dtype, device)
         cacheable = not _is_tracing() and not any(isinstance(m, Tensor) for _, m in self.genotype)
         if not cacheable:
             return I2VF._frames_grid(self.genotype, self.powers, height, width, dtype, device)
-        if self._grid_cache is None or self._grid_cache[0] != key:
-            with torch.inference_mode(False):  # a normal tensor even if first made in inference mode
-                grid = I2VF._frames_grid(self.genotype, self.powers, height, width, dtype, device)
-            self._grid_cache = (key, grid)
-        return self._grid_cache[1]
+        kept = self._grids.get(device)
+        if kept is not None and kept[0] == key:
+            return kept[1]
+        with torch.inference_mode(False):  # a normal tensor even if first made in inference mode
+            grid = I2VF._frames_grid(self.genotype, self.powers, height, width, dtype, device)
+        self._grids[device] = (key, grid)
+        return grid
 
     def extra_repr(self) -> str:
         options = [f"genotype='{self.genotype}'", f"T={self.T}", f"frames={self.frames!r}"]

@@ -57,6 +57,19 @@ def test_hash_agrees_with_equality():
     assert len({Genotype.parse("rotate:5"), Genotype([("rotate", 5)]), Genotype.parse("rotate:6")}) == 2
 
 
+def test_hash_stays_put_when_a_tensor_magnitude_is_learnt():
+    # A search updates a magnitude in place; the genotype must not vanish from the sets and dicts
+    # that hold it, and must still meet equal genotypes there.
+    m = torch.tensor(5.0)
+    g = Genotype([("rotate", m)])
+    seen, scores = {g}, {g: 0.9}
+    with torch.no_grad():
+        m += 2.5
+    assert g in seen and scores[g] == 0.9
+    assert Genotype.parse("rotate:7.5") in seen and Genotype.parse("rotate:5") not in seen
+    assert hash(g) == hash(Genotype.parse("rotate:7.5"))
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -79,12 +92,20 @@ def test_parse_errors(text, message):
 
 
 @pytest.mark.parametrize(
-    "text",
-    ["not json", "[]", '{"steps": 3}', '{"steps": [["rotate"]]}', '{"steps": [["rotate", "5"]]}',
-     '{"steps": [["rotate", true]]}', '{"steps": []}', '{"steps": [["nope", 1]]}'],
+    ("text", "message"),
+    [
+        ("not json", "not a genotype JSON document"),
+        ("[]", r'a genotype JSON document is \{"steps"'),
+        ('{"steps": 3}', r'a genotype JSON document is \{"steps"'),
+        ('{"steps": [["rotate"]]}', r'each JSON step is \["op", magnitude\], got \[\'rotate\'\]'),
+        ('{"steps": [["rotate", "5"]]}', r"each JSON step is .*'5'"),
+        ('{"steps": [["rotate", true]]}', r"each JSON step is .*True"),
+        ('{"steps": []}', "at least one step"),
+        ('{"steps": [["nope", 1]]}', "unknown op 'nope'; valid ops are"),
+    ],
 )
-def test_from_json_errors(text):
-    with pytest.raises(ValueError):
+def test_from_json_errors(text, message):
+    with pytest.raises(ValueError, match=message):
         Genotype.from_json(text)
 
 

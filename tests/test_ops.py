@@ -119,6 +119,19 @@ def test_cutout_places_one_grey_square_per_image():
     assert not torch.equal(out[0], out[1]) or not torch.equal(out[1], out[2])  # random positions
 
 
+def test_cutout_draws_from_the_given_generator_and_leaves_the_global_one_alone():
+    x = torch.zeros(16, 1, 20, 20)
+    state = torch.get_rng_state()
+    first = OPS["cutout"](x, 0.25, generator=torch.Generator().manual_seed(7))
+    again = OPS["cutout"](x, 0.25, generator=torch.Generator().manual_seed(7))
+    other = OPS["cutout"](x, 0.25, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(torch.get_rng_state(), state)  # nothing was drawn from the global generator
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert [name for name, op in OPS.items() if op.random] == ["cutout"]
+    # deterministic ops take the keyword too (one call for every op) and draw nothing
+    assert torch.equal(OPS["invert"](x, generator=torch.Generator()), 1 - x)
+
+
 @pytest.mark.parametrize("name", ["brightness", "color", "sharpness"])
 def test_blend_ops_gradcheck(name):
     x = (torch.rand(1, 3, 5, 5, dtype=torch.float64) * 0.5 + 0.25).requires_grad_()

@@ -274,6 +274,18 @@ def test_save_rf_figure_writes_a_png(tmp_path):
         save_rf_figure({"bad": torch.rand(3)}, tmp_path / "bad.png")
 
 
+def test_save_rf_figure_leaves_the_users_matplotlib_backend_alone(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")  # stands for a notebook's inline backend: any backend the user chose
+    try:
+        save_rf_figure(torch.rand(8, 8), tmp_path / "rf.png")
+        assert matplotlib.get_backend() == "svg"
+        assert (tmp_path / "rf.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        matplotlib.use(before)
+
+
 def test_save_rf_figure_without_matplotlib_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r"img2vid\[demo\]"):

@@ -1,5 +1,6 @@
 import math
 import pickle
+import sys
 
 import pytest
 import torch
@@ -133,6 +134,46 @@ def test_tv_tensors_image_becomes_video_and_mask_stays_labels():
     assert torch.equal(mask_clip[1], mask)
 
 
+def test_2d_masks_as_torchvision_datasets_hand_them_out():
+    # torchvision's segmentation datasets give (H, W) masks; its own affine takes them as they are.
+    mask = tv_tensors.Mask(torch.randint(0, 21, (H, W), dtype=torch.uint8))
+    video = ImageToVideo("rotate:33,scale:1.2,brightness:0.2", T=3)
+    clip = video(mask)
+    assert isinstance(clip, tv_tensors.Mask) and clip.shape == (3, H, W) and clip.dtype == torch.uint8
+    assert torch.equal(clip[1], mask)
+    for t, p in enumerate(video.powers):
+        expected = TF.affine(mask, angle=-33.0 * p, translate=[0.0, 0.0], scale=1.2**p, shear=[0.0, 0.0],
+                             interpolation=InterpolationMode.NEAREST)
+        assert expected.shape == (H, W)
+        assert (clip[t] != expected).float().mean() < 0.01  # only exact half-pixel ties may differ
+    shifted = ImageToVideo(Genotype([("translate_x", 3 / W)]), T=3)(mask)
+    assert torch.equal(shifted[2, :, 3:], mask[:, :-3]) and (shifted[2, :, :3] == 0).all()
+    # with an image, as a v2 pipeline passes them
+    image, same = video(tv_tensors.Image(torch.rand(3, H, W)), mask)
+    assert image.shape == (3, 3, H, W) and torch.equal(same, clip)
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ((1, 2, 3, H, W), r"expected a mask of shape \(H, W\), \(N, H, W\) or \(B, N, H, W\), got shape"),
+        ((1, W), r"expected a mask at least 2 x 2 pixels"),
+        ((2, 1, W), r"expected a mask at least 2 x 2 pixels"),
+        ((0, W), r"expected a non-empty mask"),
+    ],
+)
+def test_bad_masks_are_called_masks(shape, message):
+    with pytest.raises(ValueError, match=message) as error:
+        ImageToVideo("rotate:5", T=3)(tv_tensors.Mask(torch.zeros(shape, dtype=torch.int64)))
+    assert "image" not in str(error.value)
+
+
+def test_masks_are_not_taken_for_channels_last_images():
+    # 6 instance masks of 8 x 3 pixels: a leading axis of labels, not colour channels.
+    mask = tv_tensors.Mask(torch.randint(0, 2, (6, 8, 3), dtype=torch.bool))
+    assert ImageToVideo("identity", T=3)(mask).shape == (3, 6, 8, 3)
+
+
 def test_integer_translation_of_masks_is_exact():
     mask = tv_tensors.Mask(torch.randint(0, 5, (2, 1, H, W), dtype=torch.uint8))
     clip = ImageToVideo(Genotype([("translate_x", 3 / W)]), T=3)(mask)
@@ -153,6 +194,22 @@ def test_pil_images_are_accepted():
     pil = TF.to_pil_image(torch.randint(0, 256, (3, H, W), dtype=torch.uint8))
     clip = ImageToVideo("rotate:10", T=3)(pil)
     assert isinstance(clip, tv_tensors.Video) and clip.dtype == torch.uint8 and clip.shape == (3, 3, H, W)
+
+
+def test_cutout_clips_are_reproducible_with_a_generator():
+    x = torch.rand(4, 3, H, W)
+    state = torch.get_rng_state()
+    clips = [ImageToVideo("cutout:0.3,translate_x:0.1", T=3, generator=torch.Generator().manual_seed(seed))(x)
+             for seed in (1, 1, 2)]
+    functional = i2v.functional.image_to_video(x, "cutout:0.3,translate_x:0.1", 3,
+                                               generator=torch.Generator().manual_seed(1))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(clips[0], clips[1]) and torch.equal(clips[0], functional)
+    assert not torch.equal(clips[0], clips[2])
+    seeded = ImageToVideo("cutout:0.3", T=3, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(pickle.loads(pickle.dumps(seeded))(x), seeded(x))  # the copy carries the generator's state
+    with pytest.raises(TypeError, match=r"generator must be a torch\.Generator or None, got int"):
+        ImageToVideo("cutout:0.3", generator=3)
 
 
 def test_pickles_and_runs_in_dataloader_workers():
@@ -227,21 +284,71 @@ def test_inverse_matches_torchvision_with_negated_motion():
         assert_close(back[:, t], TF.rotate(y[:, t], -15.0 * p, interpolation=BILINEAR), atol=1e-6, rtol=0)
 
 
-def test_functional_form_matches_module():
-    x = torch.rand(2, 3, H, W)
-    assert_close(i2v.functional.image_to_video(x, "scale:1.1", 3, frames="forward"),
-                 ImageToVideo("scale:1.1", T=3, frames="forward")(x))
+# Genotypes whose every power is one torchvision call: translations add, and a scale and a rotation
+# about the same centre commute, so M^p is affine(angle=-p a, translate=p t, scale=s^p).
+FUNCTIONAL_CASES = [
+    ("scale:1.1", lambda x, p: tv_affine(x, scale=1.1**p)),
+    ("rotate:-21,scale:0.9", lambda x, p: tv_affine(x, angle=21.0 * p, scale=0.9**p)),
+    ("translate_x:0.1,translate_y:-0.05", lambda x, p: tv_affine(x, translate=(0.1 * W * p, -0.05 * H * p))),
+]
 
 
-def test_padding_and_interpolation_options():
+@pytest.mark.parametrize(("genotype", "oracle"), FUNCTIONAL_CASES, ids=[g for g, _ in FUNCTIONAL_CASES])
+@pytest.mark.parametrize("frames", ["centered", "forward"])
+def test_functional_form_matches_torchvision_and_the_module(genotype, oracle, frames):
+    # The functional form against an oracle of its own: torchvision, one call per frame.
+    x = torch.rand(2, 3, H, W, dtype=torch.float64)
+    clip = i2v.functional.image_to_video(x, genotype, 4, frames=frames)
+    assert clip.shape == (2, 4, 3, H, W)
+    powers = [-2, -1, 0, 1] if frames == "centered" else [1, 2, 3, 4]
+    for t, p in enumerate(powers):
+        assert_close(clip[:, t], oracle(x, p), atol=1e-5, rtol=0)
+    assert_close(ImageToVideo(genotype, T=4, frames=frames)(x), clip, atol=0, rtol=0)
+
+
+def test_padding_modes_fill_with_grid_sample_semantics():
+    # Whole-pixel shifts, so every value is a hand-known input pixel. Content moves right by 3 px and
+    # up by 2 px: the 3 left columns and 2 bottom rows come from outside the image.
+    x = torch.rand(1, 2, H, W, dtype=torch.float64)
+    genotype = Genotype([("translate_x", 3 / W), ("translate_y", -2 / H)])
+    inside = x[..., 2:, : W - 3]
+    for padding, column, row in [
+        ("zeros", lambda j: torch.zeros_like(x[..., 0]), lambda i: torch.zeros_like(x[..., 0, :])),
+        # border: the nearest edge pixel
+        ("border", lambda j: x[..., 0], lambda i: x[..., H - 1, :]),
+        # reflection about the edge pixels' centres (align_corners=True): source -k reads pixel k
+        ("reflection", lambda j: x[..., 3 - j], lambda i: x[..., 2 * (H - 1) - (i + 2), :]),
+    ]:
+        frame = ImageToVideo(genotype, T=3, padding_mode=padding)(x)[:, 2]
+        assert_close(frame[..., : H - 2, 3:], inside, atol=1e-9, rtol=0)
+        for j in range(3):  # columns from beyond the left edge (rows whose source is inside)
+            assert_close(frame[..., : H - 2, j], column(j)[..., 2:], atol=1e-9, rtol=0)
+        for i in range(H - 2, H):  # rows from beyond the bottom edge (columns whose source is inside)
+            assert_close(frame[..., i, 3:], row(i)[..., : W - 3], atol=1e-9, rtol=0)
+
+
+def test_nearest_interpolation_option():
     x = torch.rand(1, 3, H, W, dtype=torch.float64)
-    for padding in ["border", "reflection"]:
-        clip = ImageToVideo("translate_x:0.1", T=3, padding_mode=padding)(x)
-        assert clip[:, 2].abs().min() > 0  # nothing is zero-filled
     nearest = ImageToVideo("rotate:30", T=3, interpolation="nearest")(x)
     assert set(nearest[:, 2].flatten().tolist()) <= set(x.flatten().tolist()) | {0.0}
     same = ImageToVideo("rotate:30", T=3, interpolation=InterpolationMode.NEAREST)(x)
     assert_close(nearest, same)
+
+
+def test_gradcheck_inverse_and_video_to_image():
+    y = torch.rand(1, 3, 2, 6, 7, dtype=torch.float64, requires_grad=True)
+    video = ImageToVideo("rotate:13,translate_x:0.1,scale:1.1", T=3)
+    assert torch.autograd.gradcheck(video.inverse, (y,))
+    for padding in ["border", "reflection"]:
+        assert torch.autograd.gradcheck(
+            lambda a, p=padding: i2v.functional.video_to_image(a, "shear_y:9,translate_y:-0.1", padding_mode=p), (y,)
+        )
+
+    def undo(a, angle, shift):
+        return i2v.functional.video_to_image(a, Genotype([("rotate", angle), ("translate_x", shift)]), frames="forward")
+
+    magnitudes = tuple(torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (13.0, 0.07))
+    assert torch.autograd.gradcheck(undo, (y, *magnitudes))
 
 
 @pytest.mark.parametrize(
@@ -290,6 +397,33 @@ def test_functional_warp_matches_torchvision_per_image():
         assert_close(out[i], TF.rotate(x[i], angle, interpolation=BILINEAR), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match=r"\(N, 3, 3\)"):
         i2v.functional.warp(x, torch.eye(2))
+    with pytest.raises(ValueError, match="one matrix per image: 3 images, 2 matrices"):
+        i2v.functional.warp(x, matrices[:2])
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
+def test_functional_warp_is_the_clips_sampling_path(padding_mode, monkeypatch):
+    # One sampling path: warp goes through the same grid_sample call as clips, inverse and the stem ...
+    sampled = []
+    sample = i2v.functional._sample
+    monkeypatch.setattr(i2v.functional, "_sample", lambda *args: sampled.append(args) or sample(*args))
+    x = torch.rand(2, 3, H, W)
+    video = ImageToVideo("rotate:17,scale:1.2,translate_x:0.1", T=5, padding_mode=padding_mode)
+    clip, matrices = video(x), video.matrices(H, W)
+    for t in range(5):
+        assert_close(i2v.functional.warp(x, matrices[t], padding_mode=padding_mode), clip[:, t], atol=2e-5, rtol=0)
+    assert len(sampled) == 1 + 5 and all(args[3] == padding_mode for args in sampled)
+    # ... and where M^-1 is exact (whole-pixel shifts), it gives the clip's frames to the last bit.
+    shift = ImageToVideo(Genotype([("translate_x", 3 / W), ("translate_y", -2 / H)]), T=5, padding_mode=padding_mode)
+    clip, matrices = shift(x), shift.matrices(H, W)
+    for t in range(5):
+        assert torch.equal(i2v.functional.warp(x, matrices[t], padding_mode=padding_mode), clip[:, t])
+
+
+def test_functional_warp_gradcheck():
+    x = torch.rand(2, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    angle = torch.tensor([9.0, -14.0], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, m: i2v.functional.warp(a, i2v.OPS["rotate"].matrix(m, 5, 6)), (x, angle))
 
 
 def test_kept_grid_is_remade_when_size_dtype_or_genotype_changes():
@@ -298,14 +432,72 @@ def test_kept_grid_is_remade_when_size_dtype_or_genotype_changes():
                          ((2, 1, H, W), torch.float64), ((2, 3, H, W), torch.float32)]:
         x = torch.rand(shape, dtype=dtype)
         assert_close(video(x), i2v.functional.image_to_video(x, video.genotype, 3), atol=0, rtol=0)
-    kept = video._grid_cache[1]
+    kept = video._grids[torch.device("cpu")][1]
     video(torch.rand(2, 3, H, W))
-    assert video._grid_cache[1] is kept  # the same size again reuses the grid
+    assert video._grids[torch.device("cpu")][1] is kept  # the same size again reuses the grid
     video.genotype = Genotype.parse("scale:1.3")  # a changed motion is never served a stale grid
     x = torch.rand(2, 3, H, W)
     assert_close(video(x), i2v.functional.image_to_video(x, "scale:1.3", 3), atol=0, rtol=0)
     video.T = 5
     assert video(x).shape[1] == 5
+
+
+def test_kept_grid_is_the_callers_own_under_threads():
+    # Two threads hammer one transform with two image sizes: each call must get a clip made with the
+    # grid for its own size, never the grid another call has just kept. A tracer hands the other
+    # thread the interpreter before every line of video.py, so every interleaving gets its chance.
+    import threading
+    import time
+
+    def yield_on_each_line(frame, event, arg):
+        if event == "line":
+            time.sleep(1e-6)
+        return yield_on_each_line
+
+    def tracer(frame, event, arg):
+        return yield_on_each_line if frame.f_code.co_filename == video_file else None
+
+    video_file = sys.modules[ImageToVideo.__module__].__file__
+    video = ImageToVideo("rotate:10,translate_x:0.1", T=3)
+    images = [torch.rand(1, 1, 6, 8), torch.rand(1, 1, 8, 6)]
+    expected = [i2v.functional.image_to_video(x, video.genotype, 3) for x in images]
+    failures: list[str] = []
+
+    def hammer(i):
+        for _ in range(100):
+            try:
+                clip = video(images[i])
+                if clip.shape != expected[i].shape or not torch.equal(clip, expected[i]):
+                    failures.append(f"thread {i}: wrong clip of shape {tuple(clip.shape)}")
+            except RuntimeError as error:  # a grid of the other size does not even fit
+                failures.append(f"thread {i}: {error}")
+
+    threading.settrace(tracer)
+    try:
+        threads = [threading.Thread(target=hammer, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        threading.settrace(None)
+    assert not failures, failures[:3]
+
+
+def test_kept_grid_is_kept_per_device_and_shared_by_dataparallel_replicas():
+    # nn.DataParallel runs shallow replicas of one transform on several devices at once; each device
+    # must keep (and be served) its own grid. The meta device stands in for a second GPU here.
+    video = ImageToVideo("rotate:10", T=3)
+    x = torch.rand(2, 3, H, W)
+    video(x)
+    cpu_grid = video._grids[torch.device("cpu")][1]
+    replica = video._replicate_for_data_parallel()
+    meta_clip = replica(x.to("meta"))
+    assert meta_clip.device.type == "meta" and meta_clip.shape == (2, 3, 3, H, W)
+    assert set(video._grids) == {torch.device("cpu"), torch.device("meta")}  # filled through the replica
+    assert video._grids[torch.device("meta")][1].device.type == "meta"
+    assert_close(video(x), i2v.functional.image_to_video(x, "rotate:10", 3), atol=0, rtol=0)
+    assert video._grids[torch.device("cpu")][1] is cpu_grid  # the other device did not evict it
 
 
 def test_kept_grid_from_inference_mode_serves_autograd_and_pickles_empty():
@@ -315,15 +507,127 @@ def test_kept_grid_from_inference_mode_serves_autograd_and_pickles_empty():
     x = torch.rand(1, 3, H, W, requires_grad=True)
     video(x).sum().backward()  # an inference-mode grid would refuse to be saved for backward
     assert x.grad is not None and x.grad.abs().sum() > 0
-    assert pickle.loads(pickle.dumps(video))._grid_cache is None
+    assert pickle.loads(pickle.dumps(video))._grids == {}
 
 
 def test_tensor_magnitudes_are_never_kept():
     angle = torch.tensor(10.0, requires_grad=True)
     video = ImageToVideo(Genotype([("rotate", angle)]), T=3)
     video(torch.rand(1, 3, H, W)).sum().backward()
-    assert video._grid_cache is None and angle.grad is not None
+    assert video._grids == {} and angle.grad is not None
     with torch.no_grad():
         angle += 20.0  # the same tensor, a new value: the clip follows it
     x = torch.rand(1, 3, H, W)
     assert_close(video(x), i2v.functional.image_to_video(x, "rotate:30", 3))
+
+
+# --------------------------------------------------------------------------------------------------
+# Boxes and keypoints: moved per frame as torchvision's affine moves them (the oracle is torchvision)
+# --------------------------------------------------------------------------------------------------
+
+FORMATS = ["XYXY", "XYWH", "CXCYWH"]
+
+
+def some_boxes(fmt, n=12):
+    # Boxes anywhere on the canvas, some touching its edges, so that the moved boxes get clamped.
+    xy = torch.rand(n, 2) * torch.tensor([W - 4.0, H - 4.0])
+    size = torch.rand(n, 2) * 6 + 1
+    xyxy = torch.cat([xy, (xy + size).minimum(torch.tensor([W, H]))], dim=1)
+    xyxy[0] = torch.tensor([0.0, 0.0, W, H])
+    xyxy[1] = torch.tensor([W - 3.0, 2.0, W, 6.0])
+    boxes = tv_tensors.BoundingBoxes(xyxy, format="XYXY", canvas_size=(H, W))
+    return TF.convert_bounding_box_format(boxes, new_format=fmt)
+
+
+def some_keypoints():
+    return tv_tensors.KeyPoints(torch.rand(3, 5, 2) * torch.tensor([W, H]), canvas_size=(H, W))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize(("name", "m"), ONE_OP)
+def test_boxes_move_per_frame_as_torchvision_moves_them(name, m, fmt):
+    boxes = some_boxes(fmt)
+    video = ImageToVideo(Genotype([(name, m)]), T=4)
+    frames = video(boxes)
+    assert isinstance(frames, list) and len(frames) == 4
+    for t, p in enumerate(video.powers):
+        expected = one_op_frame(name, m, p, boxes)  # torchvision: enclosing box of the corners, clamped
+        assert isinstance(frames[t], tv_tensors.BoundingBoxes)
+        assert frames[t].format == boxes.format and frames[t].canvas_size == (H, W)
+        assert_close(frames[t].as_subclass(torch.Tensor), expected.as_subclass(torch.Tensor), atol=1e-4, rtol=0)
+    moved = frames[0].as_subclass(torch.Tensor)
+    assert not torch.allclose(moved, boxes.as_subclass(torch.Tensor), atol=1e-2)  # they did move
+
+
+@pytest.mark.parametrize(("name", "m"), ONE_OP)
+def test_keypoints_move_per_frame_as_torchvision_moves_them(name, m):
+    keypoints = some_keypoints()
+    video = ImageToVideo(Genotype([(name, m)]), T=4, frames="forward")
+    moved = video(keypoints)
+    assert isinstance(moved, tv_tensors.KeyPoints) and moved.shape == (4, 3, 5, 2)
+    assert moved.canvas_size == (H, W)
+    for t, p in enumerate(video.powers):
+        expected = one_op_frame(name, m, p, keypoints)
+        assert_close(moved[t].as_subclass(torch.Tensor), expected.as_subclass(torch.Tensor), atol=1e-4, rtol=0)
+
+
+CHAIN = "shear_x:7,shear_y:-4,scale:1.1,rotate:12,translate_x:0.05,translate_y:0.1,brightness:0.3"
+
+
+def chain_once(x):
+    # The chain's motion, M, as one torchvision call (see test_chain_is_resampled_once...).
+    return tv_affine(x, angle=-12.0, translate=(0.05 * W, 0.1 * H), scale=1.1, shear=(7.0, -4.0))
+
+
+def test_composed_motion_moves_keypoints_as_torchvision_composes_it():
+    keypoints = some_keypoints()
+    video = ImageToVideo(CHAIN, T=5)  # powers -2 ... 2
+    moved = video(keypoints).as_subclass(torch.Tensor)
+    plain = keypoints.as_subclass(torch.Tensor)
+    assert_close(moved[2], plain)  # power 0, and the pixel op moves nothing
+    assert_close(moved[3], chain_once(keypoints).as_subclass(torch.Tensor), atol=1e-4, rtol=0)
+    assert_close(moved[4], chain_once(chain_once(keypoints)).as_subclass(torch.Tensor), atol=1e-4, rtol=0)
+    # negative powers are the inverse motion: torchvision's forward call brings them back
+    back = tv_tensors.wrap(moved[1], like=keypoints)
+    assert_close(chain_once(back).as_subclass(torch.Tensor), plain, atol=1e-4, rtol=0)
+    twice_back = tv_tensors.wrap(moved[0], like=keypoints)
+    assert_close(chain_once(chain_once(twice_back)).as_subclass(torch.Tensor), plain, atol=1e-4, rtol=0)
+
+
+def test_composed_motion_moves_boxes_by_their_corners():
+    boxes = some_boxes("XYXY")
+    video = ImageToVideo(CHAIN, T=5)
+    frames = video(boxes)
+    assert_close(frames[3].as_subclass(torch.Tensor), chain_once(boxes).as_subclass(torch.Tensor), atol=1e-4, rtol=0)
+    # Power 2 is no single torchvision call, and boxes moved twice would enclose an enclosing box: the
+    # oracle moves the four corners twice as torchvision keypoints, then encloses and clamps them.
+    xyxy = boxes.as_subclass(torch.Tensor)
+    corners = tv_tensors.KeyPoints(xyxy[:, [[0, 1], [2, 1], [2, 3], [0, 3]]], canvas_size=(H, W))
+    twice = chain_once(chain_once(corners)).as_subclass(torch.Tensor)
+    expected = torch.cat([twice.amin(1), twice.amax(1)], dim=1)
+    expected[:, 0::2] = expected[:, 0::2].clamp(0, W)
+    expected[:, 1::2] = expected[:, 1::2].clamp(0, H)
+    assert_close(frames[4].as_subclass(torch.Tensor), expected, atol=1e-4, rtol=0)
+    assert (expected[:, 0::2] == W).any() or (expected[:, :2] == 0).any()  # the clamp was exercised
+
+
+def test_boxes_keep_dtype_and_clamping_mode_and_pipelines_carry_everything():
+    boxes = tv_tensors.BoundingBoxes(torch.tensor([[2, 3, 10, 12], [20, 0, 24, 5]]), format="XYXY",
+                                     canvas_size=(H, W), clamping_mode=None)
+    frames = ImageToVideo(Genotype([("translate_x", 3 / W)]), T=3)(boxes)
+    assert [f.dtype for f in frames] == [torch.int64] * 3 and frames[0].clamping_mode is None
+    assert frames[2].tolist() == [[5, 3, 13, 12], [23, 0, 27, 5]]  # not clamped: clamping_mode=None
+    assert frames[0].tolist() == [[-1, 3, 7, 12], [17, 0, 21, 5]]
+    # one sample of a detection pipeline: image, boxes, keypoints and a mask together
+    sample = {"image": tv_tensors.Image(torch.rand(3, H, W)), "boxes": some_boxes("XYWH"),
+              "keypoints": some_keypoints(), "mask": tv_tensors.Mask(torch.randint(0, 3, (H, W))), "label": 7}
+    out = v2.Compose([ImageToVideo("rotate:10", T=3)])(sample)
+    assert isinstance(out["image"], tv_tensors.Video) and out["image"].shape == (3, 3, H, W)
+    assert len(out["boxes"]) == 3 and out["keypoints"].shape == (3, 3, 5, 2) and out["mask"].shape == (3, H, W)
+    assert out["label"] == 7
+
+
+def test_rotated_boxes_are_refused_clearly():
+    boxes = tv_tensors.BoundingBoxes(torch.tensor([[5.0, 5.0, 4.0, 3.0, 30.0]]), format="CXCYWHR", canvas_size=(H, W))
+    with pytest.raises(ValueError, match=r"axis-aligned boxes \(XYXY, XYWH, CXCYWH\), got format CXCYWHR"):
+        ImageToVideo("rotate:10", T=3)(boxes)

@@ -7,13 +7,14 @@ Eq. 2 asks for ``min_τ L_val(τ, w*(τ))`` with ``w*(τ) = argmin_w L_train(w, 
 * **second order**: ``w*(τ) ≈ w' = w - ξ d(w, τ)`` with ``d`` the step the network's SGD would take
   (gradient of ``L_train``, plus its momentum and weight decay), and::
 
-      ∇_τ L_val(w', τ) - ξ ∇²_{τ,w} L_train(w, τ) · ∇_{w'} L_val(w', τ)
+      ∇_τ L_val(w', τ) - ∇²_{τ,w} L_train(w, τ) · v,    v = ξ c ⊙ ∇_{w'} L_val(w', τ)
 
   where the Hessian-vector product is a central finite difference,
-  ``(∇_τ L_train(w⁺, τ) - ∇_τ L_train(w⁻, τ)) / 2ε`` with ``w± = w ± ε v``, ``v = ∇_{w'} L_val``
-  and ``ε = radius / ‖v‖`` (DARTS: ``radius = 0.01``). With SGD momentum (Nesterov, dampening) the
-  step's derivative in the gradient is a factor ``c`` (``1 + μ`` for Nesterov), and ``v`` is scaled
-  by it; DARTS's plain-momentum case has ``c = 1``.
+  ``(∇_τ L_train(w⁺, τ) - ∇_τ L_train(w⁻, τ)) / 2ε`` with ``w± = w ± ε v`` and ``ε = radius / ‖v‖``
+  (DARTS: ``radius = 0.01``). ``ξ`` is each weight's own learning rate (its parameter group's), so
+  groups with different rates unroll exactly. With SGD momentum (Nesterov, dampening) the step's
+  derivative in the gradient is a factor ``c`` (``1 + μ`` for Nesterov); DARTS's plain-momentum
+  case has ``c = 1``.
 
 Under ``DistributedDataParallel`` every gradient the architect forms is averaged over the ranks, so
 ``τ`` gets the same update everywhere and stays identical.
@@ -47,8 +48,9 @@ class Architect:
         order: ``"first"`` or ``"second"`` (unrolled, finite-difference Hessian-vector product).
         optimizer: the upper-level optimiser over the arch parameters; default DARTS's
             ``Adam(lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)``.
-        network_optimizer: the lower-level optimiser; the second order reads its learning rate ``ξ``
-            (and, for ``torch.optim.SGD``, momentum, momentum buffers and weight decay) to unroll.
+        network_optimizer: the lower-level optimiser; the second order reads each weight's learning rate
+            ``ξ`` from that weight's parameter group (and, for ``torch.optim.SGD``, momentum, momentum
+            buffers and weight decay) to unroll.
         unrolled_lr: ``ξ`` when no ``network_optimizer`` is given.
         radius: the finite difference's step length in weight space, ``ε ‖v‖`` (DARTS: 0.01).
 
@@ -111,18 +113,20 @@ class Architect:
     # -- the unrolled gradient ---------------------------------------------------------------------
 
     def _second_order(self, train_batch: Batch, val_batch: Batch) -> tuple[list[Tensor], Tensor]:
-        xi = self._xi()
+        xis = self._xis()
         original = [w.detach().clone() for w in self.weights]
         try:
-            # w' = w - ξ d(w, τ): the step the network optimiser is about to take.
+            # w' = w - ξ d(w, τ): the step the network optimiser is about to take, each weight with the
+            # learning rate of its own parameter group.
             train_grads = self._average(self._grad(self._loss(train_batch), self.weights))
             steps, factors = self._direction(original, train_grads)
-            self._assign([w - xi * d for w, d in zip(original, steps)])
+            self._assign([w - xi * d for w, d, xi in zip(original, steps, xis)])
             loss = self._loss(val_batch)
             grads = self._average(self._grad(loss, self.arch + self.weights))
             arch_grads = grads[: len(self.arch)]
-            # ∂w'/∂τ = -ξ c ∂²L_train/∂w∂τ, so the finite difference runs along c ⊙ ∇_{w'} L_val.
-            v = [c * g for c, g in zip(factors, grads[len(self.arch):])]
+            # ∂w'/∂τ = -ξ c ∂²L_train/∂w∂τ per weight, so the finite difference runs along
+            # v = ξ c ⊙ ∇_{w'} L_val and its result is subtracted as it is.
+            v = [xi * c * g for xi, c, g in zip(xis, factors, grads[len(self.arch):])]
 
             norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in v]))
             if float(norm) == 0.0:  # L_val does not depend on w: no second-order term
@@ -133,15 +137,15 @@ class Architect:
             self._assign([w - eps * g for w, g in zip(original, v)])
             minus = self._average(self._grad(self._loss(train_batch), self.arch))
             hessian_v = [(p - m) / (2 * eps) for p, m in zip(plus, minus)]
-            return [g - xi * h for g, h in zip(arch_grads, hessian_v)], loss.detach()
+            return [g - h for g, h in zip(arch_grads, hessian_v)], loss.detach()
         finally:
             self._assign(original)
 
-    def _xi(self) -> float:
+    def _xis(self) -> list[float]:
+        """``ξ`` per weight: ``unrolled_lr``, or the learning rate of the weight's own parameter group."""
         if self.unrolled_lr is not None:
-            return float(self.unrolled_lr)
-        assert self.network_optimizer is not None
-        return float(self._group(self.weights[0])["lr"])
+            return [float(self.unrolled_lr)] * len(self.weights)
+        return [float(self._group(w)["lr"]) for w in self.weights]
 
     def _group(self, p: Tensor) -> dict[str, Any]:
         assert self.network_optimizer is not None

@@ -41,8 +41,13 @@ def test_first_order_step_is_gradient_of_validation_loss(tiny_video_net):
         assert torch.equal(p, p0) and p.grad is None
 
 
-@pytest.mark.parametrize(("learn_magnitudes", "nesterov"), [(False, False), (True, False), (False, True)])
-def test_second_order_matches_exact_unrolled_hypergradient(tiny_video_net, learn_magnitudes, nesterov, one_thread):
+@pytest.mark.parametrize(
+    ("learn_magnitudes", "nesterov", "groups"),
+    [(False, False, False), (True, False, False), (False, True, False), (False, False, True)],
+    ids=["tau", "magnitudes", "nesterov", "two-lr-groups"],
+)
+def test_second_order_matches_exact_unrolled_hypergradient(tiny_video_net, learn_magnitudes, nesterov, groups,
+                                                           one_thread):
     torch.manual_seed(1)
     dtype = torch.float64
     # A smooth network (tanh): a ReLU's kinks make any finite difference of its gradient jump.
@@ -51,7 +56,11 @@ def test_second_order_matches_exact_unrolled_hypergradient(tiny_video_net, learn
     loss_fn = nn.CrossEntropyLoss()
     train, val = batches(dtype)
     net = network_parameters(model)
-    w_opt = torch.optim.SGD(net, lr=0.1, momentum=0.9, weight_decay=1e-2, nesterov=nesterov)
+    # Fine-tuning style: the head learns faster than the body (two groups, two learning rates ξ).
+    head = [p for p in net if any(p is q for q in model[1].head.parameters())]
+    body = [p for p in net if not any(p is q for q in head)]
+    param_groups = [{"params": body, "lr": 0.02}, {"params": head, "lr": 0.1}] if groups else net
+    w_opt = torch.optim.SGD(param_groups, lr=0.1, momentum=0.9, weight_decay=1e-2, nesterov=nesterov)
     loss_fn(model(train[0]), train[1]).backward()  # one real step, so SGD holds momentum buffers
     w_opt.step()
     w_opt.zero_grad(set_to_none=True)
@@ -62,7 +71,8 @@ def test_second_order_matches_exact_unrolled_hypergradient(tiny_video_net, learn
     names = dict(model.named_parameters())
     arch_names = [n for n, p in names.items() if any(p is a for a in arch)]
     net_names = [n for n, p in names.items() if not any(p is a for a in arch)]
-    xi, mu, lam = 0.1, 0.9, 1e-2
+    mu, lam = 0.9, 1e-2
+    xi = {n: 0.02 if groups and not any(names[n] is p for p in head) else 0.1 for n in net_names}
 
     def unrolled_val_loss(*arch_values):
         params = {n: names[n] for n in net_names} | dict(zip(arch_names, arch_values))
@@ -72,7 +82,7 @@ def test_second_order_matches_exact_unrolled_hypergradient(tiny_video_net, learn
         for n, g in zip(net_names, grads):
             d = g + lam * params[n]
             b = mu * w_opt.state[names[n]]["momentum_buffer"] + d
-            unrolled[n] = params[n] - xi * (d + mu * b if nesterov else b)
+            unrolled[n] = params[n] - xi[n] * (d + mu * b if nesterov else b)
         return loss_fn(functional_call(model, unrolled | dict(zip(arch_names, arch_values)), (val[0],)), val[1])
 
     arch_values = [p.detach().clone().requires_grad_() for p in arch]
