@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from img2vid.experiments import build_arm, build_network, evaluate, load_task, preset, train
+from img2vid.experiments import build_arm, build_network, evaluate, preset, train
 from img2vid.genotype import Genotype
 
 
@@ -45,8 +45,7 @@ def main() -> None:
         name, values = item.split("=", 1)
         grid[name] = [_value(v) for v in values.split(",")]
     base_config = preset(args.dataset)
-    task = load_task(base_config.dataset, root=base_config.root, per_class=base_config.per_class,
-                     data_seed=base_config.data_seed, image_size=base_config.image_size)
+    task = base_config.task()
     motion = Genotype.parse(args.motion)
     records = []
     for values in itertools.product(*grid.values()):

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 import img2vid as i2v
-from img2vid.experiments import build_arm, build_network, evaluate, load_task, preset, search_motion, train
+from img2vid.experiments import build_arm, build_network, evaluate, preset, search_motion, train
 from img2vid.experiments.arms import non_identity_steps, random_genotype
 from img2vid.experiments.statistics import paired_difference
 
@@ -58,8 +58,7 @@ def main() -> None:
         config = preset(args.dataset, quick=args.quick, root=args.root, per_class=args.per_class,
                         network=args.network, magnitudes=args.magnitudes, fine_tune_epochs=args.fine_tune_epochs,
                         edge_order=args.edge_order, search_epochs=args.search_epochs, seeds=args.seeds, T=args.T)
-        task = load_task(config.dataset, root=config.root, per_class=config.per_class, data_seed=config.data_seed,
-                         image_size=config.image_size)
+        task = config.task()
     except (ValueError, OSError) as error:
         parser.error(str(error))
     device = torch.device(args.device)
@@ -87,7 +86,8 @@ def main() -> None:
     for name, motion in candidates.items():
         diff = paired_difference(val[name], val["baseline"])
         low, high = diff["ci"]
-        interval = "" if name == "baseline" or low != low else f"  Δ vs baseline 95 % CI [{100 * low:+.1f}, {100 * high:+.1f}]"
+        interval = ("" if name == "baseline" or low != low
+                    else f"  Δ vs baseline 95 % CI [{100 * low:+.1f}, {100 * high:+.1f}]")
         print(f"  {name:<13} {100 * sum(val[name]) / len(val[name]):5.1f} %{interval}   {motion or '2D'}")
     Path(args.out).write_text(json.dumps({"genotype": genotype.to_json(), "search": result, "val_accuracy": val,
                                           "candidates": {k: str(v) if v else None for k, v in candidates.items()}},

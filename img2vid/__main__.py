@@ -36,12 +36,15 @@ def _parser() -> argparse.ArgumentParser:
         "--out. Default: cluttered scikit-learn digits (offline, about 15 minutes on 2 CPU cores).",
     )
     demo.add_argument("--dataset", choices=list(DATASETS), default="digits",
-                      help="digits (default, offline), fashion-mnist, or imagefolder (--root DIR with train/ and test/)")
+                      help="digits (default, offline), fashion-mnist, or imagefolder (--root DIR with train/, test/)")
     demo.add_argument("--root", default=None,
                       help="fashion-mnist: folder of the four IDX files (else Debian's "
                       "/usr/share/datasets/fashion-mnist, else download); imagefolder: DIR holding train/ and test/")
     demo.add_argument("--per-class", type=int, default=None,
                       help="training images per class; as many again for validation (default: the dataset's preset)")
+    demo.add_argument("--val-per-class", type=int, default=None,
+                      help="validation images per class (default: --per-class); e.g. full Fashion-MNIST on a GPU: "
+                      "--per-class 5400 --val-per-class 600")
     demo.add_argument("--seeds", type=int, default=None, help="training seeds (default: 5; quick: 2)")
     demo.add_argument("--search-seeds", type=int, default=None, help="independent DAS searches (default: 1)")
     demo.add_argument("--arms", default=None, help=f"comma-separated arms (default: all): {','.join(ARMS)}")
@@ -78,12 +81,13 @@ def _parser() -> argparse.ArgumentParser:
 def _demo(args: argparse.Namespace) -> int:
     from .experiments import preset, run_benchmark
 
-    for name in ("per_class", "seeds", "search_seeds", "epochs", "image_size"):
+    for name in ("per_class", "val_per_class", "seeds", "search_seeds", "epochs", "image_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     arms = None if args.arms is None else tuple(a.strip() for a in args.arms.split(",") if a.strip())
-    config = preset(args.dataset, quick=args.quick, root=args.root, per_class=args.per_class, seeds=args.seeds,
+    config = preset(args.dataset, quick=args.quick, root=args.root, per_class=args.per_class,
+                    val_per_class=args.val_per_class, seeds=args.seeds,
                     search_seeds=args.search_seeds, arms=arms, network=args.network, epochs=args.epochs,
                     image_size=args.image_size, magnitudes=args.magnitudes, fixed=args.fixed)
     run_benchmark(config, args.out, device=args.device, progress=not args.no_progress)

@@ -125,7 +125,8 @@ def test_demo_on_an_imagefolder_tree(tmp_path, one_thread):
         for k in range(2):
             (tmp_path / "data" / split / f"class{k}").mkdir(parents=True)
             for i in range(n):
-                Image.new("RGB", (9, 9), (200 * k, 30 * i, 0)).save(tmp_path / "data" / split / f"class{k}" / f"{i}.png")
+                folder = tmp_path / "data" / split / f"class{k}"
+                Image.new("RGB", (9, 9), (200 * k, 30 * i, 0)).save(folder / f"{i}.png")
     code = main(["demo", "--dataset", "imagefolder", "--root", str(tmp_path / "data"), "--per-class", "2",
                  "--image-size", "8", "--quick", "--arms", "baseline,replica,trivialaugment", "--no-progress",
                  "--out", str(tmp_path / "out")])

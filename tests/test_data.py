@@ -9,6 +9,7 @@ pytest.importorskip("sklearn")
 
 from img2vid.data import cluttered_digits, load_digit_images
 
+
 def test_digits_are_the_real_scikit_learn_scans():
     images, labels = load_digit_images()
     assert images.shape == (1797, 8, 8) and labels.shape == (1797,)

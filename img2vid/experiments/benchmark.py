@@ -21,7 +21,6 @@ from ..genotype import Genotype
 from ..video import ImageToVideo
 from .arms import VIDEO_ARMS, build_arm, non_identity_steps, random_genotype
 from .config import ExperimentConfig
-from .datasets import load_task
 from .networks import build_network
 from .pictures import clip_strip, save_rf_pictures
 from .report import format_table, save_chart, summarize, verdict, write_results
@@ -92,8 +91,7 @@ def run_benchmark(config: ExperimentConfig, out: str | Path, *, device: str | to
     started = time.perf_counter()
     arms = list(config.arms)
 
-    task = load_task(config.dataset, root=config.root, per_class=config.per_class, data_seed=config.data_seed,
-                     image_size=config.image_size)
+    task = config.task()
     log(f"data: {task.description}; {len(task.train_y)} train / {len(task.val_y)} val images")
 
     # 1. Search (training and validation splits only).

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..genotype import Genotype
 from .arms import ARMS, check_arms
-from .datasets import DATASETS
+from .datasets import DATASETS, Task, load_task
 from .networks import NETWORKS
 from .training import Recipe
 
@@ -33,7 +33,8 @@ class ExperimentConfig:
     """One benchmark run. Defaults are the cluttered-digits preset (the README's main job).
 
     Attributes:
-        dataset, root, per_class, data_seed, image_size: the data (:func:`~img2vid.experiments.datasets.load_task`).
+        dataset, root, per_class, val_per_class, data_seed, image_size: the data
+            (:func:`~img2vid.experiments.datasets.load_task`); ``val_per_class`` defaults to ``per_class``.
         network, width: ``"small"`` (:class:`~img2vid.experiments.networks.SmallResNet` of ``width``) or
             ``"resnet18"`` (torchvision's, for a GPU).
         T: frames per clip.
@@ -58,6 +59,7 @@ class ExperimentConfig:
     dataset: str = "digits"
     root: str | None = None
     per_class: int = 10
+    val_per_class: int | None = None
     data_seed: int = 0
     image_size: int = 32
     network: str = "small"
@@ -106,12 +108,20 @@ class ExperimentConfig:
             raise ValueError(f"edge_order must be 'chain' or 'random', got {self.edge_order!r}")
         if self.arch_lr <= 0:
             raise ValueError(f"arch_lr must be > 0, got {self.arch_lr!r}")
+        if self.val_per_class is not None and (isinstance(self.val_per_class, bool)
+                                               or not isinstance(self.val_per_class, int) or self.val_per_class < 1):
+            raise ValueError(f"val_per_class must be None or an integer >= 1, got {self.val_per_class!r}")
         if self.test_limit is not None and (isinstance(self.test_limit, bool) or not isinstance(self.test_limit, int)
                                             or self.test_limit < 1):
             raise ValueError(f"test_limit must be None or an integer >= 1, got {self.test_limit!r}")
         object.__setattr__(self, "arms", tuple(check_arms(self.arms)))
         Genotype.parse(self.fixed)
         self.recipe()  # checks epochs, batch_size, lr, weight_decay
+
+    def task(self) -> Task:
+        """The data this configuration names (the test split still closed)."""
+        return load_task(self.dataset, root=self.root, per_class=self.per_class, val_per_class=self.val_per_class,
+                         data_seed=self.data_seed, image_size=self.image_size)
 
     def recipe(self, epochs: int | None = None) -> Recipe:
         """The training recipe of every arm (``epochs`` overrides the number of epochs)."""

@@ -71,23 +71,28 @@ class Task:
         return {"train": len(self.train_y), "val": len(self.val_y)}
 
 
-def draw_per_class(labels: Tensor, per_class: int, seed: int, *, parts: int = 2) -> list[Tensor]:
-    """Disjoint index sets with ``per_class`` indices of every class each, drawn with ``seed``.
+def draw_per_class(labels: Tensor, sizes: Sequence[int], seed: int) -> list[Tensor]:
+    """Disjoint index sets, the ``i``-th with ``sizes[i]`` indices of every class, drawn with ``seed``.
 
-    ``parts=2`` gives (training, validation). Raises a clear error when a class is too small.
+    ``sizes=(n_train, n_val)`` gives the training and validation indices. Raises a clear error when a
+    class is too small.
     """
-    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
-        raise ValueError(f"per_class must be an integer >= 1, got {per_class!r}")
+    for size in sizes:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"images per class must be integers >= 1, got {list(sizes)!r}")
     generator = torch.Generator().manual_seed(seed)
-    chosen: list[list[Tensor]] = [[] for _ in range(parts)]
+    chosen: list[list[Tensor]] = [[] for _ in sizes]
+    bounds = [0]
+    for size in sizes:
+        bounds.append(bounds[-1] + size)
     for k in torch.unique(labels).tolist():
         members = torch.nonzero(labels == k).flatten()
-        if len(members) < parts * per_class:
-            raise ValueError(f"class {k} has {len(members)} training images; per_class={per_class} needs "
-                             f"{parts * per_class} ({per_class} for training and {per_class} for validation)")
+        if len(members) < bounds[-1]:
+            raise ValueError(f"class {k} has {len(members)} training images; {' + '.join(map(str, sizes))} "
+                             f"(training + validation images per class) need {bounds[-1]}")
         members = members[torch.randperm(len(members), generator=generator)]
-        for part in range(parts):
-            chosen[part].append(members[part * per_class:(part + 1) * per_class])
+        for part in range(len(sizes)):
+            chosen[part].append(members[bounds[part]:bounds[part + 1]])
     return [torch.sort(torch.cat(rows)).values for rows in chosen]
 
 
@@ -96,8 +101,9 @@ def draw_per_class(labels: Tensor, per_class: int, seed: int, *, parts: int = 2)
 # --------------------------------------------------------------------------------------------------
 
 
-def _digits(per_class: int, data_seed: int, *, canvas: int = 32, digit_size: int = 16, clutter: int = 3) -> Task:
-    data = cluttered_digits(per_class, per_class, canvas=canvas, digit_size=digit_size, clutter=clutter,
+def _digits(per_class: int, val_per_class: int, data_seed: int, *, canvas: int = 32, digit_size: int = 16,
+            clutter: int = 3) -> Task:
+    data = cluttered_digits(per_class, val_per_class, canvas=canvas, digit_size=digit_size, clutter=clutter,
                             seed=data_seed)
     return Task("digits", data.train_x, data.train_y, data.val_x, data.val_y, 10,
                 f"cluttered scikit-learn digits, {canvas}x{canvas}, data seed {data_seed}",
@@ -142,7 +148,7 @@ def _torchvision_root(idx: Path) -> Path:
     return root
 
 
-def _fashion_mnist(root: str | Path | None, per_class: int, data_seed: int) -> Task:
+def _fashion_mnist(root: str | Path | None, per_class: int, val_per_class: int, data_seed: int) -> Task:
     from torchvision.datasets import FashionMNIST
 
     searched = []
@@ -158,7 +164,7 @@ def _fashion_mnist(root: str | Path | None, per_class: int, data_seed: int) -> T
         try:
             FashionMNIST(tv_root, train=True, download=True)
             FashionMNIST(tv_root, train=False, download=True)
-        except Exception as error:  # noqa: BLE001 - any failure to download is reported the same way
+        except Exception as error:
             raise FileNotFoundError(
                 "Fashion-MNIST not found. Give it one of three ways: (1) --root DIR holding the four IDX files "
                 f"({', '.join(_IDX_FILES)}, gzipped or not, directly or in DIR/FashionMNIST/raw); (2) on "
@@ -168,14 +174,14 @@ def _fashion_mnist(root: str | Path | None, per_class: int, data_seed: int) -> T
             ) from None
     train = FashionMNIST(tv_root, train=True)
     images = train.data.unsqueeze(1).float().div_(255)
-    fit, val = draw_per_class(train.targets, per_class, data_seed)
+    fit, val = draw_per_class(train.targets, (per_class, val_per_class), data_seed)
 
     def load_test() -> tuple[Tensor, Tensor]:
         test = FashionMNIST(tv_root, train=False)
         return test.data.unsqueeze(1).float().div_(255), test.targets.clone()
 
     return Task("fashion-mnist", images[fit], train.targets[fit], images[val], train.targets[val], 10,
-                f"Fashion-MNIST 28x28 ({where}), {per_class} train + {per_class} val images per class drawn "
+                f"Fashion-MNIST 28x28 ({where}), {per_class} train + {val_per_class} val images per class drawn "
                 f"from the 60,000 training images with data seed {data_seed}; test: all 10,000", load_test)
 
 
@@ -191,7 +197,7 @@ def _load_images(dataset: object, indices: Sequence[int]) -> tuple[Tensor, Tenso
     return torch.stack([image for image, _ in pairs]), torch.tensor([label for _, label in pairs])
 
 
-def _imagefolder(root: str | Path | None, per_class: int, data_seed: int, size: int) -> Task:
+def _imagefolder(root: str | Path | None, per_class: int, val_per_class: int, data_seed: int, size: int) -> Task:
     from torchvision import datasets
     from torchvision.transforms import v2
 
@@ -208,7 +214,7 @@ def _imagefolder(root: str | Path | None, per_class: int, data_seed: int, size: 
                             v2.ToDtype(torch.float32, scale=True)])
     train = datasets.ImageFolder(str(root / "train"), transform=transform)
     labels = torch.tensor(train.targets)
-    fit, val = draw_per_class(labels, per_class, data_seed)
+    fit, val = draw_per_class(labels, (per_class, val_per_class), data_seed)
     train_x, train_y = _load_images(train, fit.tolist())
     val_x, val_y = _load_images(train, val.tolist())
 
@@ -220,29 +226,32 @@ def _imagefolder(root: str | Path | None, per_class: int, data_seed: int, size: 
         return _load_images(test, range(len(test)))
 
     return Task("imagefolder", train_x, train_y, val_x, val_y, len(train.classes),
-                f"ImageFolder {root} at {size}x{size}, {len(train.classes)} classes, {per_class} train + {per_class} "
+                f"ImageFolder {root} at {size}x{size}, {len(train.classes)} classes, {per_class} train + "
+                f"{val_per_class} "
                 f"val images per class drawn from train/ with data seed {data_seed}; test: every image of test/",
                 load_test)
 
 
-def load_task(dataset: str, *, root: str | Path | None = None, per_class: int = 10, data_seed: int = 0,
-              image_size: int = 32) -> Task:
+def load_task(dataset: str, *, root: str | Path | None = None, per_class: int = 10,
+              val_per_class: int | None = None, data_seed: int = 0, image_size: int = 32) -> Task:
     """The benchmark's :class:`Task` for ``dataset`` in :data:`DATASETS`.
 
     Args:
         dataset: ``"digits"`` (offline, needs scikit-learn), ``"fashion-mnist"`` or ``"imagefolder"``.
         root: Fashion-MNIST's IDX folder or download target; the ``ImageFolder`` root (with ``train/``
             and ``test/``).
-        per_class: training images per class; as many again are drawn for validation.
+        per_class: training images per class.
+        val_per_class: validation images per class (default: ``per_class``).
         data_seed: fixes which images are drawn.
         image_size: ``ImageFolder`` images are resized to this square size (RGB).
     """
+    val_per_class = per_class if val_per_class is None else val_per_class
     if dataset == "digits":
-        return _digits(per_class, data_seed)
+        return _digits(per_class, val_per_class, data_seed)
     if dataset == "fashion-mnist":
-        return _fashion_mnist(root, per_class, data_seed)
+        return _fashion_mnist(root, per_class, val_per_class, data_seed)
     if dataset == "imagefolder":
-        return _imagefolder(root, per_class, data_seed, image_size)
+        return _imagefolder(root, per_class, val_per_class, data_seed, image_size)
     raise ValueError(f"unknown dataset {dataset!r}; choose from {list(DATASETS)}")
 
 

@@ -126,7 +126,8 @@ def write_results(result: dict[str, Any], out: Path) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         for row in rows:
-            writer.writerow({**row, "diff_vs_baseline_ci95": " ".join(f"{v:.6f}" for v in row["diff_vs_baseline_ci95"])})
+            low, high = row["diff_vs_baseline_ci95"]
+            writer.writerow({**row, "diff_vs_baseline_ci95": f"{low:.6f} {high:.6f}"})
     with open(out / "per_seed.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["arm", "seed", "test_acc", "val_acc", "train_acc", "diff_vs_baseline", "wall_s", "genotype"])
@@ -134,4 +135,5 @@ def write_results(result: dict[str, Any], out: Path) -> None:
         for arm, runs in per_seed.items():
             for seed, test in enumerate(runs["test"]):
                 writer.writerow([arm, seed, test, runs["val"][seed], runs["train"][seed],
-                                 test - per_seed["baseline"]["test"][seed], runs["wall_s"][seed], runs["genotype"][seed]])
+                                 test - per_seed["baseline"]["test"][seed], runs["wall_s"][seed],
+                                 runs["genotype"][seed]])

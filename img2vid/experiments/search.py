@@ -28,8 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..genotype import Genotype
-from ..search import (Architect, derive_genotype, network_parameters, recalibrated_batchnorm,
-                      searchable_stem)
+from ..search import Architect, derive_genotype, network_parameters, recalibrated_batchnorm, searchable_stem
 from ..search.stem import SearchableStem
 from ..temporalize import temporalize
 from .config import MAGNITUDES, ExperimentConfig

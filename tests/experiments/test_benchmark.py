@@ -10,7 +10,7 @@ pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
 from img2vid import Genotype
-from img2vid.experiments import benchmark, datasets, training
+from img2vid.experiments import benchmark, config, training
 from img2vid.experiments.arms import ARMS
 from img2vid.experiments.config import ExperimentConfig, preset
 
@@ -23,7 +23,7 @@ def tiny_run(tmp_path_factory):
     """Run every arm, recording the order of events: each training run (with its model's first weights
     and the batches it sees) and the test split's read."""
     events, starts = [], []
-    real_train, real_load = training.train, datasets.load_task
+    real_train, real_load = training.train, config.load_task
 
     def recording_train(model, x, y, recipe, seed, **kwargs):
         events.append("train")
@@ -39,7 +39,7 @@ def tiny_run(tmp_path_factory):
 
     patch = pytest.MonkeyPatch()
     patch.setattr(benchmark, "train", recording_train)
-    patch.setattr(benchmark, "load_task", recording_load)
+    patch.setattr(config, "load_task", recording_load)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("bench")
@@ -65,7 +65,7 @@ def test_arms_share_initialisation_and_data_order_per_seed(tiny_run):
     by_seed = {}
     for seed, weights, order in starts:
         by_seed.setdefault(seed, []).append((weights["conv1.weight"], order))
-    for seed, runs in by_seed.items():
+    for runs in by_seed.values():
         first_weights, first_order = runs[0]
         for weights, order in runs[1:]:
             assert torch.equal(weights, first_weights) and torch.equal(order, first_order)
@@ -73,7 +73,7 @@ def test_arms_share_initialisation_and_data_order_per_seed(tiny_run):
 
 
 def test_results_files_and_stable_names(tiny_run):
-    result, out, _, _, lines = tiny_run
+    _, out, _, _, lines = tiny_run
     for name in ("results.json", "results.csv", "per_seed.csv", "genotype.json", "arms.png", "clips.png",
                  "receptive_fields.png"):
         assert (out / name).stat().st_size > 0, name

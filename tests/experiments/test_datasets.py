@@ -116,7 +116,7 @@ def test_imagefolder_bad_trees(tmp_path):
     with pytest.raises(FileNotFoundError, match="train"):
         load_task("imagefolder", root=tmp_path, per_class=1)
     _fake_imagefolder(tmp_path, per_split={"train": 2, "test": 2})
-    with pytest.raises(ValueError, match="class 0 has 2 training images"):
+    with pytest.raises(ValueError, match="class 0 has 2 training images; 2 \\+ 2"):
         load_task("imagefolder", root=tmp_path, per_class=2, image_size=8)
     (tmp_path / "test" / "emu").mkdir()
     (tmp_path / "test" / "cat" / "0.png").rename(tmp_path / "test" / "emu" / "0.png")
@@ -127,19 +127,21 @@ def test_imagefolder_bad_trees(tmp_path):
 
 def test_draw_per_class_is_disjoint_balanced_and_seeded():
     labels = torch.arange(100) % 4
-    a_train, a_val = draw_per_class(labels, 5, seed=0)
+    a_train, a_val = draw_per_class(labels, (5, 3), seed=0)
     assert not set(a_train.tolist()) & set(a_val.tolist())
-    assert torch.bincount(labels[a_train]).tolist() == [5] * 4 == torch.bincount(labels[a_val]).tolist()
-    assert torch.equal(draw_per_class(labels, 5, seed=0)[0], a_train)
-    assert not torch.equal(draw_per_class(labels, 5, seed=1)[0], a_train)
-    with pytest.raises(ValueError, match="per_class"):
-        draw_per_class(labels, 0, seed=0)
+    assert torch.bincount(labels[a_train]).tolist() == [5] * 4 and torch.bincount(labels[a_val]).tolist() == [3] * 4
+    assert torch.equal(draw_per_class(labels, (5, 3), seed=0)[0], a_train)
+    assert not torch.equal(draw_per_class(labels, (5, 3), seed=1)[0], a_train)
+    with pytest.raises(ValueError, match="integers >= 1"):
+        draw_per_class(labels, (0, 1), seed=0)
+    with pytest.raises(ValueError, match="need 26"):
+        draw_per_class(labels, (20, 6), seed=0)
 
 
 def test_digits_task_and_unknown_dataset():
     pytest.importorskip("sklearn")
-    task = load_task("digits", per_class=3)
-    assert task.train_x.shape == (30, 1, 32, 32) and task.test_reads == 0
+    task = load_task("digits", per_class=3, val_per_class=2)
+    assert task.train_x.shape == (30, 1, 32, 32) and task.val_x.shape == (20, 1, 32, 32) and task.test_reads == 0
     with pytest.raises(ValueError, match="choose from"):
         load_task("cifar", per_class=1)
 

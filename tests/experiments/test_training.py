@@ -59,7 +59,7 @@ def test_evaluate_matches_a_hand_count_and_restores_the_mode():
     x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 1.0], [0.0, 3.0]])
     y = torch.tensor([0, 0, 0, 1])  # predictions 0, 1, 0, 1: three right
     model.train()
-    hits, loss = correct(model, x, y, batch_size=3)
+    hits, _ = correct(model, x, y, batch_size=3)
     assert hits.tolist() == [True, False, True, True] and model.training
     accuracy, loss2 = evaluate(model, x, y)
     with torch.no_grad():

@@ -159,7 +159,7 @@ def test_planted_chain_is_still_found_with_fine_tuning_between_decisions():
     assert 0.9 < gain.mean().item() < 1.1  # fine-tuning did train the network
     decided = [edge for edge, _ in calls]
     assert decided == [0, 1]  # after every decision but the last
-    for i, (edge, fixed_now) in enumerate(calls):
+    for i, (_, fixed_now) in enumerate(calls):
         assert sorted(fixed_now) == sorted(decided[: i + 1])  # exactly the edges decided so far are fixed
     assert float(stem.weights().max()) < 1.0  # and the stem is restored afterwards
 
