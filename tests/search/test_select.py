@@ -147,7 +147,7 @@ def test_planted_chain_is_still_found_with_fine_tuning_between_decisions():
 
     def fine_tune(edge):
         weights = stem.weights().detach()
-        calls.append((edge, [k for k in range(len(stem.edges)) if float(weights[k].max()) == 1.0]))
+        calls.append((edge, [k for k in range(len(stem.edges)) if weights[k].max().item() == 1.0]))
         for _ in range(20):  # train the network with the decided edges fixed
             loss = torch.mean((gain * stem(x).detach() - target) ** 2)
             optimizer.zero_grad()
@@ -161,7 +161,7 @@ def test_planted_chain_is_still_found_with_fine_tuning_between_decisions():
     assert decided == [0, 1]  # after every decision but the last
     for i, (_, fixed_now) in enumerate(calls):
         assert sorted(fixed_now) == sorted(decided[: i + 1])  # exactly the edges decided so far are fixed
-    assert float(stem.weights().max()) < 1.0  # and the stem is restored afterwards
+    assert stem.weights().max().item() < 1.0  # and the stem is restored afterwards
 
 
 def test_random_order_is_drawn_from_the_generator_and_bad_order_is_refused():
