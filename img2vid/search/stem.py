@@ -110,18 +110,17 @@ def _warp_edges(images: Tensor, backward: Tensor, weights: Tensor) -> Tensor:
         - Output: ``(B, F, C, H, W)``, the sum over the ``E`` edges.
     """
     groups, batch, channels, height, width = images.shape
-    frames = backward.shape[0]
     terms = weights.numel()
     grid = _sampling_grid(rearrange(backward, "f e n r c -> (f e n) r c"), height, width)  # (F*E*N, H, W, 2)
     grid = grid.reshape(groups, -1, width, 2)  # (G, F/G * E * N * H, W, 2), rows ordered (f, e, n, h)
     sampled = _sample(rearrange(images, "g b c h w -> g (b c) h w"), grid, "bilinear", "zeros")
-    # Contract the (edge, op) axis with one batched matrix product, without permuting the samples.
-    if groups == 1:  # (1, B*C, F*E*N*H, W) -> (B*C*F, E*N, H*W)
-        mixed = weights.reshape(1, 1, terms) @ sampled.reshape(batch * channels * frames, terms, height * width)
-        return rearrange(mixed, "(b c f) 1 (h w) -> b f c h w", b=batch, c=channels, h=height)
-    # (F, B*C, E*N*H, W) -> (F*B*C, E*N, H*W)
-    mixed = weights.reshape(1, 1, terms) @ sampled.reshape(frames * batch * channels, terms, height * width)
-    return rearrange(mixed, "(f b c) 1 (h w) -> b f c h w", b=batch, c=channels, h=height)
+    # Contract the (edge, op) axis with one batched matrix product, without permuting the samples:
+    # (B*C*F or F*B*C, E*N, H*W). bmm with the weights repeated per batch, not matmul's broadcast,
+    # which folds the batch into one mm and so copies the samples transposed, forward and backward.
+    sampled = sampled.reshape(-1, terms, height * width)
+    mixed = torch.bmm(weights.reshape(1, 1, terms).expand(sampled.shape[0], 1, terms).contiguous(), sampled)
+    pattern = "(b c f) 1 (h w) -> b f c h w" if groups == 1 else "(f b c) 1 (h w) -> b f c h w"
+    return rearrange(mixed, pattern, b=batch, c=channels, h=height)
 
 
 class SearchableStem(nn.Module):
