@@ -15,7 +15,10 @@ Rows (all forward + cross-entropy + backward, train mode):
 - ``search, no recomputation``: the stem keeping every warped clip for backward instead of
   recomputing them (what ``torch.utils.checkpoint`` buys in memory);
 - ``τ step``: ``Architect(order="first").step`` on a validation batch (gradients w.r.t. ``τ`` only);
-- ``iteration``: one first-order search iteration, the ``τ`` step then the weight step.
+- ``iteration``: one first-order search iteration, the ``τ`` step then the weight step;
+- ``weight step, stem no_grad`` and ``iteration, stem no_grad``: the same with the weight step's clip
+  made under ``torch.no_grad()`` (the weights' gradient does not pass through the stem, so nothing
+  changes but the work autograd would spend on ``τ``'s gradient, which the weight step discards).
 
 Targets (issue 13): search step <= 1.5x time and <= 1.5x peak memory; a whole first-order iteration on
 the small network <= 2.3x.
@@ -52,7 +55,7 @@ SETTINGS: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int, int]]] =
     "resnet18": (lambda: resnet18(num_classes=10), (8, 3, 32, 32)),
     "small": (lambda: SmallResNet(10, 1, 12), (32, 1, 28, 28)),
 }
-TARGETS = {"search step": 1.5, "iteration": 2.3}
+TARGETS = {"search step": 1.5, "iteration": 2.3, "iteration, stem no_grad": 2.3}
 MEMORY_TARGET = 1.5
 
 
@@ -89,8 +92,21 @@ def make_steps(setting: str, T: int, device: torch.device, seed: int) -> dict[st
         tau_step()
         weight_step()
 
+    def weight_step_on_data() -> None:
+        # The weights' gradient does not pass through the stem, so its clip can be made as data.
+        for p in net.parameters():
+            p.grad = None
+        with torch.no_grad():
+            clip = stem(x)
+        F.cross_entropy(net(clip), y).backward()
+
+    def iteration_on_data() -> None:
+        tau_step()
+        weight_step_on_data()
+
     return {"fixed": training_step(fixed), "search step": weight_step, "search, no recomputation":
-            training_step(plain), "τ step": tau_step, "iteration": iteration}
+            training_step(plain), "τ step": tau_step, "iteration": iteration,
+            "weight step, stem no_grad": weight_step_on_data, "iteration, stem no_grad": iteration_on_data}
 
 
 def peak_bytes(step: Callable[[], None], device: torch.device) -> int:
@@ -165,7 +181,7 @@ def main() -> None:
             mem = f"{peaks[name] / 2**20:9.1f} {peaks[name] / peaks['fixed']:6.2f}" if name in peaks else f"{'':9s} {'':6s}"
             target = TARGETS.get(name)
             verdict = f"time <= {target:.2f}x {'met' if ratio <= target else 'MISSED'}" if target else ""
-            if name == "iteration" and setting != "small":
+            if name.startswith("iteration") and setting != "small":
                 verdict = ""
             if name == "search step":
                 ok = peaks[name] / peaks["fixed"] <= MEMORY_TARGET
