@@ -47,7 +47,7 @@ from torchvision.models import resnet18
 
 import img2vid as i2v
 from img2vid.demo import SmallResNet
-from img2vid.search import Architect, network_parameters, searchable_stem
+from img2vid.search import Architect, searchable_stem
 from img2vid.temporalize import temporalize
 
 # name: (network builder, image shape (B, C, H, W))
@@ -171,14 +171,16 @@ def main() -> None:
         if setting not in SETTINGS:
             raise SystemExit(f"unknown setting {setting!r}; choose from {sorted(SETTINGS)}")
         steps = make_steps(setting, args.T, device, args.seed)
-        peaks = {name: peak_bytes(steps[name], device) for name in ("fixed", "search step", "search, no recomputation")}
+        measured = ("fixed", "search step", "search, no recomputation")
+        peaks = {name: peak_bytes(steps[name], device) for name in measured}
         times = timed_min(steps, args.rounds, args.min_run_time, device)
         print(f"\n{setting}: images {SETTINGS[setting][1]}, GSF-temporalized network")
-        print(f"{'':26s} {'wall ms':>8s} {'wall x':>7s} {'cpu ms':>8s} {'cpu x':>6s} {'peak MiB':>9s} {'mem x':>6s}  target")
+        print(f"{'':26s} {'wall ms':>8s} {'wall x':>7s} {'cpu ms':>8s} {'cpu x':>6s} {'peak MiB':>9s} {'mem x':>6s}"
+              "  target")
         base_wall, base_cpu = times["fixed"]
         for name, (wall, cpu) in times.items():
             ratio = cpu / base_cpu if judged_on_cpu else wall / base_wall
-            mem = f"{peaks[name] / 2**20:9.1f} {peaks[name] / peaks['fixed']:6.2f}" if name in peaks else f"{'':9s} {'':6s}"
+            mem = f"{peaks[name] / 2**20:9.1f} {peaks[name] / peaks['fixed']:6.2f}" if name in peaks else " " * 16
             target = TARGETS.get(name)
             verdict = f"time <= {target:.2f}x {'met' if ratio <= target else 'MISSED'}" if target else ""
             if name.startswith("iteration") and setting != "small":
@@ -186,7 +188,8 @@ def main() -> None:
             if name == "search step":
                 ok = peaks[name] / peaks["fixed"] <= MEMORY_TARGET
                 verdict += f", memory <= {MEMORY_TARGET:.2f}x {'met' if ok else 'MISSED'}"
-            print(f"{name:26s} {wall * 1e3:8.1f} {wall / base_wall:7.2f} {cpu * 1e3:8.1f} {cpu / base_cpu:6.2f} {mem}  {verdict}")
+            print(f"{name:26s} {wall * 1e3:8.1f} {wall / base_wall:7.2f} {cpu * 1e3:8.1f} {cpu / base_cpu:6.2f} {mem}"
+                  f"  {verdict}")
 
 
 if __name__ == "__main__":

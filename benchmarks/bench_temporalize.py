@@ -138,7 +138,7 @@ def make_step(network: str, variant: str, seed: int) -> Callable[[], None]:
 
 def first_site_shape(network: str) -> tuple[int, ...]:
     """The clip shape ``(B, T, C, H, W)`` at the network's first fusion site."""
-    build, (B, T, C, H, W) = NETWORKS[network]
+    build, (B, T, _, H, W) = NETWORKS[network]
     if network == "resnet18":
         return (B, T, 64, H // 4, W // 4)  # layer1: after the stride-2 conv and the max pool
     return (B, T, build().layer1.conv1.in_channels, H, W)
@@ -255,8 +255,9 @@ def main() -> None:
         times = timed_min(make_module_steps(network, args.seed), args.rounds, args.min_run_time / 2,
                           args.threads, f"{network} fusion module")
         for module in ("tsm", "gsf"):
-            ours, ref = times[module][1 if args.threads == 1 else 0], times[f"{module} ref"][1 if args.threads == 1 else 0]
-            print(f"{network:9} {str(first_site_shape(network)):24} {module:6} {ours * 1e3:8.2f} {ref * 1e3:8.2f} "
+            judged = 1 if args.threads == 1 else 0  # CPU time at one thread, wall clock otherwise
+            ours, ref = times[module][judged], times[f"{module} ref"][judged]
+            print(f"{network:9} {first_site_shape(network)!s:24} {module:6} {ours * 1e3:8.2f} {ref * 1e3:8.2f} "
                   f"{ref / ours:7.2f}  {verdict(ref / ours, REFERENCE_TARGET, at_most=False)}")
 
 

@@ -23,10 +23,12 @@ Relaxation (what :meth:`SearchableStem.forward` computes):
     exactly ``ImageToVideo(stem.genotype())`` — the tests use that as the oracle.
 
 Memory:
-    All ops and frames of a chunk of edges go through one ``grid_sample``, and those warps are
-    recomputed in the backward pass (``torch.utils.checkpoint``), so the stem keeps only its input, a
-    few ``3 x 3`` matrices and its output clip, however many edges and ops it has; the transient peak
-    is one chunk (at most :attr:`SearchableStem.chunk_bytes`, or one edge if that is larger).
+    All ops and frames of a chunk of edges go through one ``grid_sample``, and autograd keeps none of
+    those warps: their backward (:class:`_WarpEdgesFunction`) warps once more for the weights'
+    gradient and runs one ``grid_sample`` backward for the matrices' (the soft pixel passes are
+    recomputed with ``torch.utils.checkpoint``). So the stem keeps only its input, a few ``3 x 3``
+    matrices and its output clip, however many edges and ops it has; the transient peak is one chunk
+    (at most :attr:`SearchableStem.chunk_bytes`, or one edge if that is larger).
 
 Sampling is bilinear with zero padding, ``ImageToVideo``'s defaults.
 """
@@ -153,8 +155,7 @@ class _WarpEdgesFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         images, backward, weights = ctx.saved_tensors
-        groups, batch, channels, height, width = images.shape
-        terms = weights.numel()
+        groups, terms = images.shape[0], weights.numel()
         with torch.enable_grad():
             matrices = backward.detach().requires_grad_(ctx.needs_input_grad[1])
             inputs, grid = _per_term(images.detach(), matrices, terms)
