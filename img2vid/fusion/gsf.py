@@ -27,7 +27,9 @@ over ``B, T, H, W``, which is ``BatchNorm2d`` over the ``B*T`` frames (same stat
 averages). The ``3x3x3`` convolution is a ``3x3`` 2D convolution producing one response per
 temporal tap (``t - 1``, ``t``, ``t + 1``) and the taps are summed over shifted frames. Every weight
 is then 4-D, so ``model.to(memory_format=torch.channels_last)`` works, and the clip is never
-transposed to ``(B, C, T, H, W)``.
+transposed to ``(B, C, T, H, W)``. Every shift (the taps, the gated halves, their pooled values) is
+:func:`img2vid.functional.temporal_shift`, TSM's function; both halves run at once, and the output
+is regrouped so that only three passes touch whole feature maps (same values up to rounding).
 """
 
 from __future__ import annotations
