@@ -1,26 +1,35 @@
-"""Speed and memory of a temporalized ResNet-18 training step against the plain 2D ResNet-18.
+"""What temporal fusion costs on top of the 2D network: training steps and the fusion modules alone.
 
-One training step (forward + cross-entropy + backward) on a clip batch ``(8, 5, 3, 64, 64)``, train
-mode, CPU:
+**Training steps** (forward + cross-entropy + backward, train mode, CPU), each against the plain 2D
+network on the same ``B*T`` frames with logits averaged over each clip's ``T`` frames:
 
-- ``2d``: the plain ResNet-18 on the same 40 frames ``(40, 3, 64, 64)``, logits averaged over the 5
-  frames of each clip (what a temporalized model does, minus the fusion);
-- ``none``, ``tsm``, ``gsf``: ``temporalize(resnet18(num_classes=10), fusion)`` on the clips
-  ``(8, 5, 3, 64, 64)``.
+- ``small-12``, ``small-32``: the demo's :class:`~img2vid.demo.SmallResNet` (torchvision ``BasicBlock``,
+  width 12 and 32), clips ``(32, 5, 1, 28, 28)``;
+- ``resnet18``: torchvision ResNet-18, clips ``(8, 5, 3, 64, 64)``.
 
-Time: ``torch.utils.benchmark.Timer.blocked_autorange``, variants interleaved over several rounds (the
-machine may be shared), median over all blocks (wall clock). On a shared machine wall clock mostly
-measures the neighbours, so the CPU time of this process per step (``time.process_time``) is
-reported too: with ``--threads 1`` it counts the work done, not the waiting.
+Variants: ``2d`` (the plain network on the 160 or 40 frames), ``none``, ``tsm``, ``gsf``
+(``temporalize(net, fusion)`` on the clips).
 
-Memory: the peak of the step's CPU allocations, from ``torch.profiler`` (``profile_memory=True``)
-and its memory timeline, which replays every tensor allocation and free of the step; reported as
-the peak above the memory held before the step (parameters and the previous step's gradients), the
-part the fusion can change, and also in total.
+**Fusion modules alone** (forward + backward at the first fusion site of each network) against
+implementations written in the reference layout from the definitions, as ``tests/fusion`` write
+them: TSM as mit-han-lab's ``zeros`` plus slice assignment on ``(N, T, C, H, W)``; GSF as
+swathikirans' ``(B, C, T, H, W)`` layout with ``BatchNorm3d``, a grouped ``Conv3d``, ``roll`` and zeroed
+ends (with this library's two departures, so the outputs agree and are checked to).
 
-Targets (issue #3): time TSM <= 1.10x, GSF <= 1.30x (aim 1.10x); memory TSM <= 1.15x, GSF <= 1.35x.
+Time: variants interleaved over ``--rounds`` rounds (the machine may be shared), each round a
+``torch.utils.benchmark.Timer.blocked_autorange``; the minimum over all blocks of all rounds is
+reported (other processes only ever slow a step down), as wall clock and as this process's CPU time
+per step (``time.process_time``; with ``--threads 1`` it counts the work, not the waiting).
 
-Run: ``python benchmarks/bench_temporalize.py [--threads N] [--rounds R] [--min-run-time S]``.
+Memory (``--memory``): the peak of one step's CPU allocations above what was held before it, from the
+profiler's memory timeline (``torch.profiler``, ``profile_memory=True``).
+
+Targets (issue 13): small networks TSM <= 1.08x, GSF <= 1.15x; ResNet-18 TSM <= 1.05x, GSF <= 1.10x;
+fusion modules >= 1.5x faster than the reference layout. (Issue 3, ResNet-18: memory TSM <= 1.15x,
+GSF <= 1.35x.)
+
+Run: ``python benchmarks/bench_temporalize.py [--threads N] [--rounds R] [--min-run-time S]
+[--networks small-12,small-32,resnet18] [--memory]``.
 """
 
 from __future__ import annotations
@@ -29,7 +38,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import tempfile
 import time
 import warnings
@@ -38,20 +46,79 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 import torchvision
+from einops import rearrange
+from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils import benchmark
 
+from img2vid.demo import SmallResNet
+from img2vid.fusion import GateShiftFuse, temporal_shift
 from img2vid.temporalize import temporalize
 
-B, T, C, H, W = 8, 5, 3, 64, 64
 CLASSES = 10
 VARIANTS = ("2d", "none", "tsm", "gsf")
-TARGETS = {"tsm": (1.10, 1.15), "gsf": (1.30, 1.35)}
+# name: (builder, clip shape)
+NETWORKS: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int, int, int]]] = {
+    "small-12": (lambda: SmallResNet(CLASSES, 1, 12), (32, 5, 1, 28, 28)),
+    "small-32": (lambda: SmallResNet(CLASSES, 1, 32), (32, 5, 1, 28, 28)),
+    "resnet18": (lambda: torchvision.models.resnet18(num_classes=CLASSES), (8, 5, 3, 64, 64)),
+}
+STEP_TARGETS = {"small": {"tsm": 1.08, "gsf": 1.15}, "resnet18": {"tsm": 1.05, "gsf": 1.10}}
+MEMORY_TARGETS = {"tsm": 1.15, "gsf": 1.35}
+REFERENCE_TARGET = 1.5
 
 
-def make_step(variant: str, seed: int) -> Callable[[], None]:
+# --------------------------------------------------------------------------------------------------
+# Reference-layout implementations, from the definitions (as tests/fusion write them)
+# --------------------------------------------------------------------------------------------------
+
+
+def reference_shift(x: Tensor, fold_div: int = 8) -> Tensor:
+    """mit-han-lab's ``shift``: ``zeros`` and three slice assignments on ``(N, T, C, H, W)``."""
+    fold = x.shape[2] // fold_div
+    out = torch.zeros_like(x)
+    out[:, :-1, :fold] = x[:, 1:, :fold]
+    out[:, 1:, fold : 2 * fold] = x[:, :-1, fold : 2 * fold]
+    out[:, :, 2 * fold :] = x[:, :, 2 * fold :]
+    return out
+
+
+def reference_gsf(m: GateShiftFuse, x: Tensor) -> Tensor:
+    """GSF in swathikirans' layout ``(B, C, T, H, W)``: BatchNorm3d, grouped Conv3d, roll + zeroed ends,
+    per-half fusion; with this library's departures (no channel permutation, residual scale)."""
+    cg, half = m.fused, m.fused // 2
+    xg = x[:, :, :cg].permute(0, 2, 1, 3, 4)  # (B, Cg, T, H, W)
+    normed = F.batch_norm(xg, m.norm.running_mean, m.norm.running_var, m.norm.weight, m.norm.bias,
+                          training=m.training, momentum=m.norm.momentum, eps=m.norm.eps)
+    weight3d = rearrange(m.gate.weight, "(g k) c h w -> g c k h w", k=3)
+    gate = torch.tanh(F.conv3d(F.relu(normed), weight3d, m.gate_bias, padding=1, groups=2))
+    x1, x2 = xg[:, :half], xg[:, half:]
+    y1, y2 = gate[:, 0:1] * x1, gate[:, 1:2] * x2
+    r1, r2 = x1 - y1, x2 - y2
+    y1 = torch.roll(y1, shifts=-1, dims=2)
+    y1[:, :, -1] = 0
+    y2 = torch.roll(y2, shifts=1, dims=2)
+    y2[:, :, 0] = 0
+
+    def weights(y: Tensor, r: Tensor, conv: nn.Conv2d) -> Tensor:
+        plane = torch.stack([y.mean((-1, -2)), r.mean((-1, -2))], dim=1)  # (B, 2, c, T)
+        return torch.sigmoid(conv(plane))[:, 0, :, :, None, None]
+
+    w1, w2 = weights(y1, r1, m.fuse_next), weights(y2, r2, m.fuse_previous)
+    fused = torch.cat([y1 * w1 + r1 * (1 - w1), y2 * w2 + r2 * (1 - w2)], dim=1)
+    out_g = xg + m.scale.view(cg, 1, 1, 1) * (fused - xg)
+    return torch.cat([out_g.permute(0, 2, 1, 3, 4), x[:, :, cg:]], dim=2)
+
+
+# --------------------------------------------------------------------------------------------------
+# Steps
+# --------------------------------------------------------------------------------------------------
+
+
+def make_step(network: str, variant: str, seed: int) -> Callable[[], None]:
+    build, (B, T, C, H, W) = NETWORKS[network]
     torch.manual_seed(seed)
-    model = torchvision.models.resnet18(num_classes=CLASSES)
+    model = build()
     if variant != "2d":
         model = temporalize(model, variant)
     model.train()
@@ -60,19 +127,71 @@ def make_step(variant: str, seed: int) -> Callable[[], None]:
     frames = clip.reshape(B * T, C, H, W)
 
     def step() -> None:
-        if variant == "2d":
-            logits = model(frames).view(B, T, CLASSES).mean(1)
-        else:
-            logits = model(clip)
+        for p in model.parameters():
+            p.grad = None
+        logits = model(frames).view(B, T, CLASSES).mean(1) if variant == "2d" else model(clip)
         F.cross_entropy(logits, targets).backward()
 
-    step()  # warm up, and allocate the gradients once, as in training
+    step()  # warm up
     return step
 
 
-def peak_memory(step: Callable[[], None]) -> tuple[float, float]:
-    """(peak above the memory held before the step, peak in total), in MiB, from the profiler's
-    memory timeline of one step."""
+def first_site_shape(network: str) -> tuple[int, ...]:
+    """The clip shape ``(B, T, C, H, W)`` at the network's first fusion site."""
+    build, (B, T, _, H, W) = NETWORKS[network]
+    if network == "resnet18":
+        return (B, T, 64, H // 4, W // 4)  # layer1: after the stride-2 conv and the max pool
+    return (B, T, build().layer1.conv1.in_channels, H, W)
+
+
+def make_module_steps(network: str, seed: int) -> dict[str, Callable[[], None]]:
+    shape = first_site_shape(network)
+    torch.manual_seed(seed)
+    x = torch.randn(shape, requires_grad=True)
+    grad = torch.randn(shape)
+    gsf = GateShiftFuse(shape[2]).train()
+    with torch.no_grad():
+        gsf.scale.normal_()  # a trained, non-zero residual scale: every term counts
+    torch.testing.assert_close(temporal_shift(x), reference_shift(x))
+    torch.testing.assert_close(gsf(x), reference_gsf(gsf, x), rtol=1e-4, atol=1e-5)
+
+    def run(fn: Callable[[Tensor], Tensor]) -> Callable[[], None]:
+        def step() -> None:
+            x.grad = None
+            fn(x).backward(grad)
+
+        return step
+
+    return {"tsm": run(temporal_shift), "tsm ref": run(reference_shift),
+            "gsf": run(gsf), "gsf ref": run(lambda v: reference_gsf(gsf, v))}
+
+
+def timed_min(steps: dict[str, Callable[[], None]], rounds: int, min_run_time: float, threads: int,
+              label: str) -> dict[str, tuple[float, float]]:
+    """Per step: (minimum wall seconds, minimum CPU seconds) over interleaved rounds."""
+    wall = {name: float("inf") for name in steps}
+    cpu = {name: float("inf") for name in steps}
+
+    def counted(name: str) -> Callable[[], None]:
+        step = steps[name]
+
+        def run() -> None:
+            start = time.process_time()
+            step()
+            cpu[name] = min(cpu[name], time.process_time() - start)
+
+        return run
+
+    for _ in range(rounds):
+        for name in steps:
+            timer = benchmark.Timer(stmt="step()", globals={"step": counted(name)}, label=label,
+                                    description=name, num_threads=threads)
+            wall[name] = min(wall[name], min(timer.blocked_autorange(min_run_time=min_run_time).times))
+    return {name: (wall[name], cpu[name]) for name in steps}
+
+
+def peak_memory(step: Callable[[], None]) -> float:
+    """Peak MiB of one step above the memory held before it, from the profiler's memory timeline."""
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
                  with_stack=True) as prof:
         step()
@@ -83,63 +202,63 @@ def peak_memory(step: Callable[[], None]) -> tuple[float, float]:
         with open(path) as file:
             _, sizes = json.load(file)
     totals = [sum(per_category) for per_category in sizes]
-    return (max(totals) - totals[0]) / 2**20, max(totals) / 2**20
+    return (max(totals) - totals[0]) / 2**20
+
+
+def verdict(ratio: float, target: float | None, at_most: bool = True) -> str:
+    if target is None:
+        return ""
+    ok = ratio <= target if at_most else ratio >= target
+    return f"{'<=' if at_most else '>='} {target:.2f}x {'met' if ok else 'MISSED'}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--min-run-time", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--min-run-time", type=float, default=0.5, help="seconds per variant and round")
+    parser.add_argument("--networks", default=",".join(NETWORKS))
+    parser.add_argument("--memory", action="store_true", help="also the peak step memory (profiler)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-
-    steps = {variant: make_step(variant, args.seed) for variant in VARIANTS}
-    times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-    cpu_times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-
-    def timed(variant: str) -> Callable[[], None]:
-        def step() -> None:
-            start = time.process_time()
-            steps[variant]()
-            cpu_times[variant].append(time.process_time() - start)
-
-        return step
-
-    measurements = []
-    for _ in range(args.rounds):  # interleaved, so load changes hit every variant alike
-        for variant in VARIANTS:
-            timer = benchmark.Timer(stmt="step()", globals={"step": timed(variant)}, label="ResNet-18 training step",
-                                    sub_label=f"({B}, {T}, {C}, {H}, {W})", description=variant,
-                                    num_threads=args.threads)
-            measurement = timer.blocked_autorange(min_run_time=args.min_run_time)
-            times[variant].extend(measurement.times)
-            measurements.append(measurement)
-    memory = {variant: peak_memory(step) for variant, step in steps.items()}
+    networks = [n.strip() for n in args.networks.split(",") if n.strip()]
+    unknown = sorted(set(networks) - set(NETWORKS))
+    if unknown:
+        raise SystemExit(f"unknown networks {unknown}; choose from {sorted(NETWORKS)}")
 
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, {platform.platform()}, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"threads={args.threads}, seed={args.seed}, rounds={args.rounds}")
-    benchmark.Compare(measurements).print()
-    base_time = statistics.median(times["2d"])
-    base_cpu = statistics.median(cpu_times["2d"])
-    base_extra, base_total = memory["2d"]
-    print(f"{'variant':8} {'wall ms':>8} {'wall x':>7} {'cpu ms':>8} {'cpu x':>6} {'peak MiB':>9} {'mem x':>6} "
-          f"{'total MiB':>10} {'total x':>8}  targets (time judged on CPU time)")
-    for variant in VARIANTS:
-        median, cpu = statistics.median(times[variant]), statistics.median(cpu_times[variant])
-        extra, total = memory[variant]
-        target = TARGETS.get(variant)
-        verdict = ""
-        if target:
-            ok_time, ok_mem = cpu / base_cpu <= target[0], extra / base_extra <= target[1]
-            verdict = (f"time <= {target[0]:.2f}x {'met' if ok_time else 'MISSED'}, "
-                       f"memory <= {target[1]:.2f}x {'met' if ok_mem else 'MISSED'}")
-        print(f"{variant:8} {median * 1e3:8.1f} {median / base_time:7.3f} {cpu * 1e3:8.1f} {cpu / base_cpu:6.3f} "
-              f"{extra:9.1f} {extra / base_extra:6.3f} {total:10.1f} {total / base_total:8.3f}  {verdict}")
-    print("peak MiB: allocations above those held before the step (activations, temporaries); "
-          "total MiB: with parameters and gradients")
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, threads={args.threads}, "
+          f"seed={args.seed}, rounds={args.rounds}; minimum over interleaved rounds")
+    print("\nTraining step x the 2D network on the same frames")
+    print(f"{'network':9} {'variant':8} {'wall ms':>8} {'wall x':>7} {'cpu ms':>8} {'cpu x':>6}"
+          f"{' peak MiB':>10}{' mem x':>7}  target (judged on CPU time at 1 thread, wall otherwise)")
+    for network in networks:
+        steps = {variant: make_step(network, variant, args.seed) for variant in VARIANTS}
+        times = timed_min(steps, args.rounds, args.min_run_time, args.threads, f"{network} training step")
+        memory = {variant: peak_memory(step) for variant, step in steps.items()} if args.memory else {}
+        targets = STEP_TARGETS["resnet18" if network == "resnet18" else "small"]
+        base_wall, base_cpu = times["2d"]
+        for variant in VARIANTS:
+            wall, cpu = times[variant]
+            judged = cpu / base_cpu if args.threads == 1 else wall / base_wall
+            mem = (f"{memory[variant]:10.1f}{memory[variant] / memory['2d']:7.3f}" if memory else f"{'':10}{'':7}")
+            line = verdict(judged, targets.get(variant))
+            if memory and network == "resnet18" and variant in MEMORY_TARGETS:
+                line += f"; memory {verdict(memory[variant] / memory['2d'], MEMORY_TARGETS[variant])}"
+            print(f"{network:9} {variant:8} {wall * 1e3:8.1f} {wall / base_wall:7.3f} {cpu * 1e3:8.1f} "
+                  f"{cpu / base_cpu:6.3f}{mem}  {line}")
+
+    print("\nFusion module alone (forward + backward at the first fusion site) x the reference layout")
+    print(f"{'network':9} {'site (B, T, C, H, W)':24} {'module':6} {'ours ms':>8} {'ref ms':>8} {'faster':>7}  target")
+    for network in networks:
+        times = timed_min(make_module_steps(network, args.seed), args.rounds, args.min_run_time / 2,
+                          args.threads, f"{network} fusion module")
+        for module in ("tsm", "gsf"):
+            judged = 1 if args.threads == 1 else 0  # CPU time at one thread, wall clock otherwise
+            ours, ref = times[module][judged], times[f"{module} ref"][judged]
+            print(f"{network:9} {first_site_shape(network)!s:24} {module:6} {ours * 1e3:8.2f} {ref * 1e3:8.2f} "
+                  f"{ref / ours:7.2f}  {verdict(ref / ours, REFERENCE_TARGET, at_most=False)}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from kornia.geometry.conversions import normal_transform_pixel
 from torch import Tensor
 from torchvision.transforms import InterpolationMode
 
-from .fusion.tsm import temporal_shift
 from .genotype import Genotype, GenotypeLike, as_genotype
 from .ops import OPS
 
@@ -350,3 +349,45 @@ def video_to_image(
     grid = _sampling_grid(matrix_powers(motion, frame_powers(T, frames)), height, width)  # (T, H, W, 2)
     sampled = _sample(rearrange(work, "b t k h w -> t (b k) h w"), grid, mode, padding_mode)
     return rearrange(sampled, "t (b k) h w -> b t k h w", b=batch).to(y.dtype)
+
+
+# --------------------------------------------------------------------------------------------------
+# Temporal shift (TSM's, and GSF's shift of its gated channels)
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_fold_div(fold_div: int) -> None:
+    if isinstance(fold_div, bool) or not isinstance(fold_div, int) or fold_div < 2:
+        raise ValueError(f"fold_div must be an integer >= 2, got {fold_div!r}")
+
+
+def temporal_shift(x: Tensor, fold_div: int = 8) -> Tensor:
+    """Shift a fraction of the channels one frame along time, zeros past the ends.
+
+    Channels ``[0, C/fold_div)`` of frame ``t`` take frame ``t + 1``'s values, channels
+    ``[C/fold_div, 2C/fold_div)`` take frame ``t - 1``'s, the rest are unchanged. With ``T = 1`` the
+    shifted channels are zero; with ``C < fold_div`` nothing moves (the output is a copy of ``x``).
+    ``fold_div=2`` with an even ``C`` moves every channel: GSF's shift of its gated halves.
+
+    The output is a fresh tensor, even when nothing moves. The shift is linear and its backward is the
+    opposite shift, one pass over the gradient (split and concatenate, never zero-filled copies of the
+    whole clip, as slicing ``x`` itself would cost in backward).
+
+    Shape:
+        - x: ``(B, T, C, H, W)``; output: the same.
+    """
+    if not isinstance(x, Tensor) or x.ndim != 5:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"temporal_shift expects a clip (B, T, C, H, W), got shape {shape}")
+    _check_fold_div(fold_div)
+    channels = x.shape[2]
+    fold = channels // fold_div
+    # Split the channels first: slicing a split part costs a fold-sized zero fill in backward, while
+    # slicing x would cost one of the whole clip per slice. Concatenating a zero frame (not F.pad or
+    # slice assignment into empty_like) keeps every output element written once by ops that compile
+    # and export cleanly: Inductor on CPU miscompiled both alternatives inside a model (see the docs).
+    from_next, from_previous, rest = x.split([fold, fold, channels - 2 * fold], dim=2)
+    zeros = x.new_zeros(x.shape[0], min(1, x.shape[1]), fold, *x.shape[3:])
+    from_next = torch.cat([from_next[:, 1:], zeros], dim=1)
+    from_previous = torch.cat([zeros, from_previous[:, :-1]], dim=1)
+    return torch.cat([from_next, from_previous, rest], dim=2)

@@ -156,14 +156,31 @@ def test_equals_frame_average_of_the_2d_model(fusion):
 
 
 def test_tsm_mixes_frames():
+    """Inside the model, a block's first conv sees its input shifted as the definition says, element
+    by element, and the frames' outputs then differ from the 2D network's."""
     torch.manual_seed(0)
     plain = tvm.resnet18(num_classes=5).eval()
     model = temporalize(copy.deepcopy(plain), "tsm").eval()
     clip = torch.rand(2, 3, 3, 32, 32)
     assert not torch.allclose(model(clip), frame_average(plain, clip), atol=1e-4)
-    # identical frames keep the middle frame's shifted channels equal to its own
-    same = clip[:, :1].expand(2, 3, 3, 32, 32)
-    assert model(same).shape == (2, 5)
+
+    block = model.layer2[0]  # (B*T, 64, 8, 8) in, stride 2: the shift runs before the conv's stride
+    seen = {}
+    block.register_forward_hook(lambda module, args, out: seen.update(block_input=args[0]))
+    block.bn1.register_forward_hook(lambda module, args, out: seen.update(conv1_output=args[0]))
+    model(clip)
+    x = seen["block_input"].view(2, 3, 64, 8, 8)  # (B, T, C, H, W)
+    fold = 64 // 8
+    shifted = torch.zeros_like(x)  # frames past either end read zeros
+    for t in range(3):
+        for c in range(64):
+            source = t + 1 if c < fold else t - 1 if c < 2 * fold else t
+            if 0 <= source < 3:
+                shifted[:, t, c] = x[:, source, c]
+    expected = F.conv2d(shifted.flatten(0, 1), block.conv1.weight, stride=2, padding=1)
+    assert_close(seen["conv1_output"], expected)
+    # ... and a frame's shifted channels really are its neighbours' values, not its own
+    assert not torch.allclose(shifted[:, 1, :2 * fold], x[:, 1, :2 * fold])
 
 
 def test_reduce_none_returns_per_frame_outputs():

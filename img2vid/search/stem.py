@@ -23,10 +23,12 @@ Relaxation (what :meth:`SearchableStem.forward` computes):
     exactly ``ImageToVideo(stem.genotype())`` — the tests use that as the oracle.
 
 Memory:
-    All ops and frames of a chunk of edges go through one ``grid_sample``, and those warps are
-    recomputed in the backward pass (``torch.utils.checkpoint``), so the stem keeps only its input, a
-    few ``3 x 3`` matrices and its output clip, however many edges and ops it has; the transient peak
-    is one chunk (at most :attr:`SearchableStem.chunk_bytes`, or one edge if that is larger).
+    All ops and frames of a chunk of edges go through one ``grid_sample``, and autograd keeps none of
+    those warps: their backward (:class:`_WarpEdgesFunction`) warps once more for the weights'
+    gradient and runs one ``grid_sample`` backward for the matrices' (the soft pixel passes are
+    recomputed with ``torch.utils.checkpoint``). So the stem keeps only its input, a few ``3 x 3``
+    matrices and its output clip, however many edges and ops it has; the transient peak is one chunk
+    (at most :attr:`SearchableStem.chunk_bytes`, or one edge if that is larger).
 
 Sampling is bilinear with zero padding, ``ImageToVideo``'s defaults.
 """
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 import torch
 from einops import rearrange
@@ -111,18 +113,98 @@ def _warp_edges(images: Tensor, backward: Tensor, weights: Tensor) -> Tensor:
         - Output: ``(B, F, C, H, W)``, the sum over the ``E`` edges.
     """
     groups, batch, channels, height, width = images.shape
-    frames = backward.shape[0]
     terms = weights.numel()
     grid = _sampling_grid(rearrange(backward, "f e n r c -> (f e n) r c"), height, width)  # (F*E*N, H, W, 2)
     grid = grid.reshape(groups, -1, width, 2)  # (G, F/G * E * N * H, W, 2), rows ordered (f, e, n, h)
     sampled = _sample(rearrange(images, "g b c h w -> g (b c) h w"), grid, "bilinear", "zeros")
-    # Contract the (edge, op) axis with one batched matrix product, without permuting the samples.
-    if groups == 1:  # (1, B*C, F*E*N*H, W) -> (B*C*F, E*N, H*W)
-        mixed = weights.reshape(1, 1, terms) @ sampled.reshape(batch * channels * frames, terms, height * width)
-        return rearrange(mixed, "(b c f) 1 (h w) -> b f c h w", b=batch, c=channels, h=height)
-    # (F, B*C, E*N*H, W) -> (F*B*C, E*N, H*W)
-    mixed = weights.reshape(1, 1, terms) @ sampled.reshape(frames * batch * channels, terms, height * width)
-    return rearrange(mixed, "(f b c) 1 (h w) -> b f c h w", b=batch, c=channels, h=height)
+    # Contract the (edge, op) axis with one batched matrix product, without permuting the samples:
+    # (B*C*F or F*B*C, E*N, H*W). bmm with the weights repeated per batch, not matmul's broadcast,
+    # which folds the batch into one mm and so copies the samples transposed, forward and backward.
+    sampled = sampled.reshape(-1, terms, height * width)
+    mixed = torch.bmm(weights.reshape(1, 1, terms).expand(sampled.shape[0], 1, terms).contiguous(), sampled)
+    pattern = "(b c f) 1 (h w) -> b f c h w" if groups == 1 else "(f b c) 1 (h w) -> b f c h w"
+    return rearrange(mixed, pattern, b=batch, c=channels, h=height)
+
+
+class _WarpEdgesFunction(torch.autograd.Function):
+    """:func:`_warp_edges` that keeps no samples for backward, with a leaner backward than
+    ``torch.utils.checkpoint`` of it.
+
+    The output is ``Σ_t w[t] S_t(images)`` over the terms ``t`` (edge, op), ``S_t`` sampling through
+    term ``t``'s grids. Its backward, for the output gradient ``g``:
+
+    - ``∂/∂w[t] = <g, S_t(images)>``: the samples, warped again (as checkpointing would) and
+      contracted with ``g`` in one matrix-vector product;
+    - ``∂/∂grid_t = w[t] · (grid gradient of S_t under g)``: one ``grid_sample`` backward with ``g``
+      shared by all terms (a stride-0 view), scaled per term afterwards, then on to the matrices;
+    - ``∂/∂images = Σ_t w[t] S_t^T g``, from the same backward when the images need a gradient.
+
+    Checkpointing the plain autograd version costs more: its mixing backward writes ``w[t] g`` for
+    every term (as large as all samples) before the ``grid_sample`` backward reads it, and it replays
+    the forward's bookkeeping. Memory is the same: the frame inputs, the matrices and the weights.
+
+    Shape: as :func:`_warp_edges`.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, images: Tensor, backward: Tensor, weights: Tensor) -> Tensor:  # type: ignore[override]
+        inputs, grid = _per_term(images, backward, weights.numel())
+        sampled = _sample(inputs, grid, "bilinear", "zeros")  # (G * terms, B*C, F/G * H, W)
+        ctx.save_for_backward(images, backward, weights)
+        return _mix(sampled, weights, images.shape)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        images, backward, weights = ctx.saved_tensors
+        groups, terms = images.shape[0], weights.numel()
+        with torch.enable_grad():
+            matrices = backward.detach().requires_grad_(ctx.needs_input_grad[1])
+            inputs, grid = _per_term(images.detach(), matrices, terms)
+        # The output gradient, one copy per group, shared by the terms: (G * terms, B*C, F/G * H, W).
+        per_group = rearrange(grad, "b (g f) c h w -> g (b c) (f h) w", g=groups).contiguous()
+        shared = per_group.unsqueeze(1).expand(groups, terms, *per_group.shape[1:]).flatten(0, 1)
+        adjoint, grid_grad = torch.ops.aten.grid_sampler_2d_backward(
+            shared, inputs, grid.detach(), 0, 0, True, [ctx.needs_input_grad[0], ctx.needs_input_grad[1]])
+        weights_grad = None
+        if ctx.needs_input_grad[2]:
+            sampled = _sample(inputs, grid.detach(), "bilinear", "zeros").view(groups, terms, -1)
+            weights_grad = (sampled @ per_group.view(groups, -1, 1)).sum(0).view_as(weights)
+        if adjoint is not None:
+            adjoint = adjoint.view(groups, terms, -1)
+        images_grad = None
+        if ctx.needs_input_grad[0]:
+            mixing = weights.reshape(1, 1, terms).expand(groups, 1, terms).contiguous()
+            images_grad = (mixing @ adjoint).view_as(images)
+        backward_grad = None
+        if ctx.needs_input_grad[1]:
+            grid_grad = grid_grad.view(groups, terms, *grid_grad.shape[1:]) * weights.reshape(1, terms, 1, 1, 1)
+            (backward_grad,) = torch.autograd.grad(grid, matrices, grid_grad.flatten(0, 1))
+        return images_grad, backward_grad, weights_grad
+
+
+def _per_term(images: Tensor, backward: Tensor, terms: int) -> tuple[Tensor, Tensor]:
+    """Each term's frame inputs (a stride-0 view where all frames share one image) and its grid.
+
+    Shape:
+        - images: ``(G, B, C, H, W)``; backward: ``(F, E, N, 3, 3)`` with ``E * N = terms``.
+        - Output: inputs ``(G * terms, B*C, H, W)`` and grid ``(G * terms, F/G * H, W, 2)``, rows
+          ordered ``(f, h)``.
+    """
+    groups, batch, channels, height, width = images.shape
+    grid = _sampling_grid(rearrange(backward, "(g f) e n r c -> (g e n f) r c", g=groups), height, width)
+    grid = grid.reshape(groups * terms, -1, width, 2)
+    inputs = rearrange(images, "g b c h w -> g 1 (b c) h w").expand(groups, terms, batch * channels, height, width)
+    return inputs.flatten(0, 1), grid  # a copy only when G > 1
+
+
+def _mix(sampled: Tensor, weights: Tensor, shape: torch.Size) -> Tensor:
+    """``Σ_t w[t] sampled[t]`` per group, as the clip ``(B, F, C, H, W)``: one batched matrix product
+    over the samples as they lie, ``(G, 1, terms) @ (G, terms, B*C*F/G*H*W)``."""
+    groups, batch, channels, height, width = shape
+    terms = weights.numel()
+    mixing = weights.reshape(1, 1, terms).expand(groups, 1, terms).contiguous()
+    mixed = mixing @ sampled.view(groups, terms, -1)
+    return rearrange(mixed, "g 1 (b c f h w) -> b (g f) c h w", b=batch, c=channels, h=height, w=width)
 
 
 class SearchableStem(nn.Module):
@@ -343,8 +425,11 @@ class SearchableStem(nn.Module):
         return torch.stack([frames[p] for p in self.powers], dim=1)
 
     def _checkpointed(self, fn: Callable[..., Tensor], *args: Tensor) -> Tensor:
-        # Recompute the cheap warps in backward rather than keep every op's clip (the paper's memory limit).
+        # Never keep every op's clip for backward (the paper's memory limit): the warps go through
+        # _WarpEdgesFunction, whose backward needs no samples; other steps are recomputed in backward.
         if torch.is_grad_enabled() and any(a.requires_grad for a in args):
+            if fn is _warp_edges and not (args[0].is_cuda and torch.are_deterministic_algorithms_enabled()):
+                return _WarpEdgesFunction.apply(*args)  # (its grid_sample backward scatters on CUDA)
             return checkpoint(fn, *args, use_reentrant=False)
         return fn(*args)
 
