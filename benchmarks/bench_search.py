@@ -5,7 +5,7 @@ front of a GSF-temporalized network, against ``ImageToVideo`` of a fixed genotyp
 chain, one warp per frame) in front of the same network:
 
 - ``resnet18``: torchvision ResNet-18, ``(8, 3, 32, 32)`` images;
-- ``small``: the demo's :class:`~img2vid.demo.SmallResNet` (width 12), ``(32, 1, 28, 28)`` images.
+- ``small``: the demo's :class:`~img2vid.experiments.networks.SmallResNet` (width 12), ``(32, 1, 28, 28)`` images.
 
 Rows (all forward + cross-entropy + backward, train mode):
 
@@ -46,7 +46,7 @@ from torch import nn
 from torchvision.models import resnet18
 
 import img2vid as i2v
-from img2vid.demo import SmallResNet
+from img2vid.experiments.networks import SmallResNet
 from img2vid.search import Architect, searchable_stem
 from img2vid.temporalize import temporalize
 

@@ -3,7 +3,7 @@
 **Training steps** (forward + cross-entropy + backward, train mode, CPU), each against the plain 2D
 network on the same ``B*T`` frames with logits averaged over each clip's ``T`` frames:
 
-- ``small-12``, ``small-32``: the demo's :class:`~img2vid.demo.SmallResNet` (torchvision ``BasicBlock``,
+- ``small-12``, ``small-32``: the demo's :class:`~img2vid.experiments.networks.SmallResNet` (torchvision ``BasicBlock``,
   width 12 and 32), clips ``(32, 5, 1, 28, 28)``;
 - ``resnet18``: torchvision ResNet-18, clips ``(8, 5, 3, 64, 64)``.
 
@@ -51,7 +51,7 @@ from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils import benchmark
 
-from img2vid.demo import SmallResNet
+from img2vid.experiments.networks import SmallResNet
 from img2vid.fusion import GateShiftFuse, temporal_shift
 from img2vid.temporalize import temporalize
 

@@ -39,6 +39,18 @@ from .training import batches, correct, evaluate, train
 __all__ = ["edge_margin", "search_motion", "space_magnitudes"]
 
 
+class _NoGrad(nn.Module):
+    """A module run under ``torch.no_grad()``: the stem as the network's weight steps see it."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.module(x)
+
+
 def edge_margin(scores: list[float], hits: list[Tensor], ops: tuple[str, ...]) -> dict[str, Any]:
     """The lead of an edge's decision, in validation images, and whether it is within sampling noise.
 
@@ -95,6 +107,8 @@ def search_motion(task: Task, cfg: ExperimentConfig, device: torch.device, *, se
     reference_2d = copy.deepcopy(base)
     model = nn.Sequential(stem, temporalize(base, "gsf")).to(device)
     weights = network_parameters(model)
+    # The weight steps see the same clips without a graph back to tau: their gradient never needs it.
+    weight_model = nn.Sequential(_NoGrad(stem), model[1])
 
     # 1-2. warm-up, then bi-level search: one cosine schedule over both phases.
     architect = Architect(model, F.cross_entropy, order="first", optimizer=torch.optim.Adam(
@@ -125,7 +139,7 @@ def search_motion(task: Task, cfg: ExperimentConfig, device: torch.device, *, se
         if steps_taken > warmup_steps:
             arch_step(x, y)
 
-    train(model, train_x, train_y, recipe, seed, params=weights, step=step, progress=progress,
+    train(weight_model, train_x, train_y, recipe, seed, params=weights, step=step, progress=progress,
           desc="DAS warm-up + search")
     network_val = evaluate(model, val_x, val_y)[0]
 
@@ -157,7 +171,7 @@ def search_motion(task: Task, cfg: ExperimentConfig, device: torch.device, *, se
     def fine_tune(edge: int) -> None:
         decision_order.append(edge)
         if cfg.fine_tune_epochs > 0:
-            train(model, train_x, train_y, cfg.recipe(cfg.fine_tune_epochs), seed + 2 + len(decision_order),
+            train(weight_model, train_x, train_y, cfg.recipe(cfg.fine_tune_epochs), seed + 2 + len(decision_order),
                   params=weights)
         after_decisions.append(accuracy_now())
 
