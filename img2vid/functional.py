@@ -361,7 +361,7 @@ def _check_fold_div(fold_div: int) -> None:
         raise ValueError(f"fold_div must be an integer >= 2, got {fold_div!r}")
 
 
-def temporal_shift(x: Tensor, fold_div: int = 8) -> Tensor:
+def temporal_shift(x: Tensor, fold_div: int = 8, *, channel_dim: int = 2) -> Tensor:
     """Shift a fraction of the channels one frame along time, zeros past the ends.
 
     Channels ``[0, C/fold_div)`` of frame ``t`` take frame ``t + 1``'s values, channels
@@ -373,21 +373,31 @@ def temporal_shift(x: Tensor, fold_div: int = 8) -> Tensor:
     opposite shift, one pass over the gradient (split and concatenate, never zero-filled copies of the
     whole clip, as slicing ``x`` itself would cost in backward).
 
+    ``channel_dim=-1`` shifts channels-last features the same way, e.g. a transformer's tokens
+    ``(B, T, N, D)`` or ``(B, T, H, W, D)`` (:func:`img2vid.fusion.token_shift`).
+
     Shape:
-        - x: ``(B, T, C, H, W)``; output: the same.
+        - x: ``(B, T, C, H, W)`` (``channel_dim=2``); with ``channel_dim=-1``, ``(B, T, ..., C)``. Output:
+          the same.
     """
-    if not isinstance(x, Tensor) or x.ndim != 5:
+    if channel_dim not in (2, -1):
+        raise ValueError(f"channel_dim must be 2 (clips (B, T, C, H, W)) or -1 (channels last), got {channel_dim!r}")
+    if channel_dim == 2 and (not isinstance(x, Tensor) or x.ndim != 5):
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"temporal_shift expects a clip (B, T, C, H, W), got shape {shape}")
+    if not isinstance(x, Tensor) or x.ndim < 3:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"temporal_shift expects (B, T, ..., C) with channel_dim=-1, got shape {shape}")
     _check_fold_div(fold_div)
-    channels = x.shape[2]
+    dim = channel_dim % x.ndim
+    channels = x.shape[dim]
     fold = channels // fold_div
     # Split the channels first: slicing a split part costs a fold-sized zero fill in backward, while
     # slicing x would cost one of the whole clip per slice. Concatenating a zero frame (not F.pad or
     # slice assignment into empty_like) keeps every output element written once by ops that compile
     # and export cleanly: Inductor on CPU miscompiled both alternatives inside a model (see the docs).
-    from_next, from_previous, rest = x.split([fold, fold, channels - 2 * fold], dim=2)
-    zeros = x.new_zeros(x.shape[0], min(1, x.shape[1]), fold, *x.shape[3:])
+    from_next, from_previous, rest = x.split([fold, fold, channels - 2 * fold], dim=dim)
+    zeros = from_next.new_zeros(from_next.shape[0], min(1, x.shape[1]), *from_next.shape[2:])
     from_next = torch.cat([from_next[:, 1:], zeros], dim=1)
     from_previous = torch.cat([zeros, from_previous[:, :-1]], dim=1)
-    return torch.cat([from_next, from_previous, rest], dim=2)
+    return torch.cat([from_next, from_previous, rest], dim=dim)

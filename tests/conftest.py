@@ -46,3 +46,23 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def run_in_onnxruntime():
+    """``run(model, clip)``: export ``model`` with the dynamo ONNX exporter and run it in onnxruntime (CPU,
+    one thread); skips when onnx, onnxscript or onnxruntime is missing."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    ort = pytest.importorskip("onnxruntime")
+
+    def run(model, clip):
+        program = torch.onnx.export(model, (clip,), dynamo=True, verbose=False)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        session = ort.InferenceSession(program.model_proto.SerializeToString(), options,
+                                       providers=["CPUExecutionProvider"])
+        (out,) = session.run(None, {session.get_inputs()[0].name: clip.numpy()})
+        return torch.from_numpy(out)
+
+    return run

@@ -223,20 +223,12 @@ def test_transformer_torch_compile_forward_and_backward():
 
 
 @pytest.mark.parametrize("fusion", ["tsm", "gsf"])
-def test_transformer_onnx_export_runs_in_onnxruntime(fusion):
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxscript")
-    ort = pytest.importorskip("onnxruntime")
+def test_transformer_onnx_export_runs_in_onnxruntime(fusion, run_in_onnxruntime):
     model = random_scaled(temporalize(plain_transformer("torchvision_vit"), fusion)).eval()
     clip = torch.rand(2, 3, 3, 32, 32)
-    program = torch.onnx.export(model, (clip,), dynamo=True, verbose=False)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(program.model_proto.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    (out,) = session.run(None, {session.get_inputs()[0].name: clip.numpy()})
+    out = run_in_onnxruntime(model, clip)
     with torch.no_grad():
-        assert_close(torch.from_numpy(out), model(clip), rtol=1e-4, atol=1e-5)
+        assert_close(out, model(clip), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -62,18 +62,9 @@ def test_torch_compile_inductor(fusion, clip):
 
 
 @pytest.mark.parametrize("fusion", ["tsm", "gsf"])
-def test_onnx_export_runs_in_onnxruntime(fusion, clip):
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxscript")
-    ort = pytest.importorskip("onnxruntime")
+def test_onnx_export_runs_in_onnxruntime(fusion, clip, run_in_onnxruntime):
     model = temporal_resnet18(fusion)
-    program = torch.onnx.export(model, (clip,), dynamo=True, verbose=False)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(program.model_proto.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
-    (out,) = session.run(None, {session.get_inputs()[0].name: clip.numpy()})
-    assert_close(torch.from_numpy(out), model(clip), rtol=1e-4, atol=1e-5)
+    assert_close(run_in_onnxruntime(model, clip), model(clip), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("fusion", ["tsm", "gsf"])

@@ -97,16 +97,8 @@ def test_dense_outputs_are_warped_back(as_dict):
         assert_close(out["pooled"], ImageToVideo(genotype, 3)(images).mean((1, -2, -1)))
 
 
-class DenseTwoResolutions(nn.Module):
+class DenseTwoResolutions(DenseIdentity):
     """A "segmentation model" with a full-resolution map and an auxiliary map at half resolution."""
-
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Conv2d(3, 3, 1, bias=False)
-        self.head = nn.Conv2d(3, 3, 1, bias=False)
-        with torch.no_grad():
-            self.stem.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
-            self.head.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
 
     def forward(self, x):
         out = self.head(self.stem(x))

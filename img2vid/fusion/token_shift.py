@@ -24,6 +24,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from ..functional import temporal_shift
 from .gsf import fused_channels
 
 __all__ = ["GatedTokenShift", "TokenShift", "token_shift"]
@@ -44,17 +45,6 @@ def _check_tokens(x: Tensor, keep_first: int, name: str) -> None:
         raise ValueError(f"keep_first applies to token sequences (B, T, N, D), got shape {tuple(x.shape)}")
 
 
-def _shift_halves(first: Tensor, second: Tensor) -> Tensor:
-    """``first`` from the next frame, ``second`` from the previous one, zeros past the ends; the two
-    concatenated on the last axis. Shape: ``(B, T, ..., c)`` each."""
-    # Zero frames and concatenation, as img2vid.functional.temporal_shift (compiles and exports cleanly).
-    zeros_next = first.new_zeros(first.shape[0], min(1, first.shape[1]), *first.shape[2:])
-    zeros_previous = second.new_zeros(second.shape[0], min(1, second.shape[1]), *second.shape[2:])
-    from_next = torch.cat([first[:, 1:], zeros_next], dim=1)
-    from_previous = torch.cat([zeros_previous, second[:, :-1]], dim=1)
-    return torch.cat([from_next, from_previous], dim=-1)
-
-
 def token_shift(x: Tensor, fold_div: int = 8, keep_first: int = 0) -> Tensor:
     """Shift a fraction of the token channels one frame along time, zeros past the ends.
 
@@ -68,8 +58,7 @@ def token_shift(x: Tensor, fold_div: int = 8, keep_first: int = 0) -> Tensor:
     """
     _check_options(fold_div, keep_first)
     _check_tokens(x, keep_first, "token_shift")
-    fold = x.shape[-1] // fold_div
-    out = torch.cat([_shift_halves(x[..., :fold], x[..., fold : 2 * fold]), x[..., 2 * fold :]], dim=-1)
+    out = temporal_shift(x, fold_div, channel_dim=-1)
     if keep_first:
         out = torch.cat([x[:, :, :keep_first], out[:, :, keep_first:]], dim=2)
     return out
@@ -155,7 +144,7 @@ class GatedTokenShift(nn.Module):
         first, second = x[..., :half], x[..., half:cg]
         gated = torch.cat([torch.tanh(self.gate_next(first)) * first,
                            torch.tanh(self.gate_previous(second)) * second], dim=-1)  # y
-        delta = _shift_halves(gated[..., :half], gated[..., half:]) - gated  # shift(y) - y
+        delta = temporal_shift(gated, 2, channel_dim=-1) - gated  # shift(y) - y: y_1 from t + 1, y_2 from t - 1
         if self.keep_first:
             delta = torch.cat([torch.zeros_like(delta[:, :, : self.keep_first]), delta[:, :, self.keep_first :]], 2)
         return torch.cat([x[..., :cg] + self.scale * delta, x[..., cg:]], dim=-1)

@@ -121,3 +121,20 @@ def test_bad_shape(shape):
     with pytest.raises(ValueError, match=r"\(B, T, C, H, W\).*" + str(tuple(shape)).replace("(", r"\(")
                        .replace(")", r"\)")):
         temporal_shift(torch.randn(shape))
+
+
+def test_channels_last_shift_is_the_same_shift():
+    from img2vid.functional import temporal_shift as shift
+
+    x = torch.randn(2, 4, 16, 3, 5)
+    torch.testing.assert_close(shift(x.movedim(2, -1), 4, channel_dim=-1), shift(x, 4).movedim(2, -1),
+                               rtol=0, atol=0)
+    tokens = torch.randn(2, 3, 7, 8)  # (B, T, N, D)
+    out = shift(tokens, 4, channel_dim=-1)
+    torch.testing.assert_close(out[:, :-1, :, :2], tokens[:, 1:, :, :2], rtol=0, atol=0)  # from t + 1
+    torch.testing.assert_close(out[:, 1:, :, 2:4], tokens[:, :-1, :, 2:4], rtol=0, atol=0)  # from t - 1
+    assert out[:, -1, :, :2].abs().sum() == 0 and out[:, 0, :, 2:4].abs().sum() == 0
+    with pytest.raises(ValueError, match="channel_dim must be 2"):
+        shift(x, 4, channel_dim=1)
+    with pytest.raises(ValueError, match=r"\(B, T, \.\.\., C\)"):
+        shift(torch.randn(2, 3), 4, channel_dim=-1)
