@@ -250,7 +250,7 @@ def test_start_magnitudes():
     with stem.fixed([stem.ops.index("rotate")]):
         torch.testing.assert_close(stem(x), i2v.ImageToVideo("rotate:20", 3)(x), atol=2e-5, rtol=0)
     learnt = searchable_stem("affine", 3, nodes=1, learn_magnitudes=True, magnitudes={"scale": 1.3})
-    assert float(learnt.magnitudes[0, learnt.ops.index("scale")]) == pytest.approx(1.3)
+    assert learnt.magnitudes[0, learnt.ops.index("scale")].item() == pytest.approx(1.3)
     with pytest.raises(ValueError, match="not an op of this space"):
         searchable_stem("affine", 3, magnitudes={"shear_x": 5.0})
     with pytest.raises(ValueError, match="not an op of this space"):
