@@ -95,7 +95,8 @@ def paired_difference(arm: Sequence[float], baseline: Sequence[float], level: fl
     """Per-seed differences ``arm - baseline`` summarised: mean, std, Student-t interval and wins.
 
     Args:
-        arm, baseline: accuracies per seed, in the same seed order (paired).
+        arm: the arm's accuracy per seed.
+        baseline: the baseline's accuracy per seed, in the same seed order (paired).
         level: the interval's confidence level.
 
     Returns:
