@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
         description="DAS search on the training/validation split, then every arm (baseline, augment, replica, das, "
         "das-tsm, autoaugment, randaugment, trivialaugment, random, fixed, baseline-xT) on every seed, then the test "
         "split once; prints the table with paired 95 percent intervals and writes JSON, CSV, a chart and pictures into "
-        "--out. Default: cluttered scikit-learn digits (offline, about 15 minutes on 2 CPU cores).",
+        "--out. Default: cluttered scikit-learn digits (offline; the documented run took 83 minutes at one thread on a "
+        "shared 2-core CPU; --quick takes a few minutes).",
     )
     demo.add_argument("--dataset", choices=list(DATASETS), default="digits",
                       help="digits (default, offline), fashion-mnist, or imagefolder (--root DIR with train/, test/)")
