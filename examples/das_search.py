@@ -30,7 +30,7 @@ import torch
 
 import img2vid as i2v
 from img2vid.experiments import build_arm, build_network, evaluate, preset, search_motion, train
-from img2vid.experiments.arms import non_identity_steps, random_genotype
+from img2vid.experiments.arms import move_magnitudes, non_identity_steps, random_genotype
 from img2vid.experiments.statistics import paired_difference
 
 
@@ -68,7 +68,7 @@ def main() -> None:
     # 1-2. Search and selection.
     result = search_motion(task, config, device, seed=args.seed, progress=not args.no_progress)
     genotype, argmax = i2v.Genotype.parse(result["genotype"]), i2v.Genotype.parse(result["argmax"])
-    random = random_genotype(non_identity_steps(genotype), result["magnitudes"] | _moves(), seed=args.seed)
+    random = random_genotype(non_identity_steps(genotype), move_magnitudes(result["magnitudes"]), seed=args.seed)
 
     # 3-4. Retrain each genotype from the same initialisation and data order; compare on validation.
     candidates = {"baseline": None, "perturbation": genotype, "arg-max": argmax, "random": random}
@@ -94,10 +94,6 @@ def main() -> None:
                                          indent=1, default=str) + "\n")
     print(f"saved {args.out}; i2v.Genotype.from_json(json.load(open({args.out!r}))['genotype']) is the motion")
     print(f"done in {time.time() - start:.0f} s")
-
-
-def _moves() -> dict[str, float]:
-    return {name: i2v.OPS[name].default for name in ("translate_x", "translate_y", "scale", "rotate")}
 
 
 if __name__ == "__main__":

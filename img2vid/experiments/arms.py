@@ -15,9 +15,11 @@ import torch
 from torch import Tensor, nn
 
 from ..genotype import Genotype
+from ..ops import OPS
 from ..wrap import wrap
 
-__all__ = ["ARMS", "VIDEO_ARMS", "Arm", "build_arm", "check_arms", "non_identity_steps", "random_genotype"]
+__all__ = ["ARMS", "VIDEO_ARMS", "Arm", "build_arm", "check_arms", "move_magnitudes", "non_identity_steps",
+           "random_genotype"]
 
 #: Arm name (as spelled in ``--arms``) -> what it is.
 ARMS: dict[str, str] = {
@@ -57,6 +59,11 @@ class Arm:
 def non_identity_steps(genotype: Genotype) -> int:
     """How many steps of ``genotype`` move the image (are not ``identity``)."""
     return sum(name != "identity" for name, _ in genotype)
+
+
+def move_magnitudes(magnitudes: Mapping[str, float]) -> dict[str, float]:
+    """Every move's magnitude: ``magnitudes[op]`` where given (e.g. a search's), else ``OPS[op].default``."""
+    return {op: float(magnitudes.get(op, OPS[op].default)) for op in _MOVES}
 
 
 def random_genotype(steps: int, magnitudes: Mapping[str, float], seed: int) -> Genotype:

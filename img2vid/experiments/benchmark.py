@@ -19,7 +19,7 @@ import torch
 
 from ..genotype import Genotype
 from ..video import ImageToVideo
-from .arms import VIDEO_ARMS, build_arm, non_identity_steps, random_genotype
+from .arms import VIDEO_ARMS, build_arm, move_magnitudes, non_identity_steps, random_genotype
 from .config import ExperimentConfig
 from .networks import build_network
 from .pictures import clip_strip, save_rf_pictures
@@ -102,7 +102,7 @@ def run_benchmark(config: ExperimentConfig, out: str | Path, *, device: str | to
                                           log=log))
     genotypes = [Genotype.parse(s["genotype"]) for s in searches] or [Genotype("identity")]
     magnitudes = searches[0]["magnitudes"] if searches else {}
-    randoms = [random_genotype(non_identity_steps(g), {**_default_moves(), **magnitudes}, seed=i)
+    randoms = [random_genotype(non_identity_steps(g), move_magnitudes(magnitudes), seed=i)
                for i, g in enumerate(genotypes)]
     fixed = Genotype.parse(config.fixed)
     (out / "genotype.json").write_text(genotypes[0].to_json() + "\n")
@@ -189,8 +189,3 @@ def run_benchmark(config: ExperimentConfig, out: str | Path, *, device: str | to
     log(f"wall time {result['wall_s']:.0f} s; wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}")
     return result
 
-
-def _default_moves() -> dict[str, float]:
-    from ..ops import OPS
-
-    return {name: OPS[name].default for name in ("translate_x", "translate_y", "scale", "rotate")}

@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..genotype import Genotype
 from ..search import Architect, derive_genotype, network_parameters, recalibrated_batchnorm, searchable_stem
 from ..search.stem import SearchableStem
 from ..temporalize import temporalize
@@ -232,7 +231,3 @@ def format_search(result: dict[str, Any], val_images: int) -> str:
     ]
     return "\n".join(lines)
 
-
-def as_genotype(result: dict[str, Any]) -> Genotype:
-    """The searched genotype of a :func:`search_motion` result."""
-    return Genotype.parse(result["genotype"])
