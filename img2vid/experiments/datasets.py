@@ -138,7 +138,8 @@ def _torchvision_root(idx: Path) -> Path:
         target = raw / name
         if target.is_file():
             continue
-        partial = raw / f"{name}.partial"
+        # One partial file per process: concurrent runs filling the same cache must not share it.
+        partial = raw / f"{name}.{os.getpid()}.partial"
         if (idx / name).is_file():
             shutil.copyfile(idx / name, partial)
         else:
