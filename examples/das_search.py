@@ -22,6 +22,7 @@ The benchmark's own code path (:mod:`img2vid.experiments`), step by step:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ import torch
 import img2vid as i2v
 from img2vid.experiments import build_arm, build_network, evaluate, preset, search_motion, train
 from img2vid.experiments.arms import move_magnitudes, non_identity_steps, random_genotype
+from img2vid.experiments.benchmark import machine
 from img2vid.experiments.statistics import paired_difference
 
 
@@ -73,6 +75,7 @@ def main() -> None:
     # 3-4. Retrain each genotype from the same initialisation and data order; compare on validation.
     candidates = {"baseline": None, "perturbation": genotype, "arg-max": argmax, "random": random}
     val: dict[str, list[float]] = {name: [] for name in candidates}
+    train_s: dict[str, list[float]] = {name: [] for name in candidates}
     for seed in range(config.seeds):
         torch.manual_seed(seed)
         base = build_network(config.network, task.num_classes, task.in_channels, config.width)
@@ -80,8 +83,13 @@ def main() -> None:
             arm = build_arm("baseline" if motion is None else "das", base, genotype=motion or genotype,
                             random=random, fixed=random, T=config.T, epochs=config.epochs, seed=seed)
             model = arm.model.to(device)
+            tick = time.perf_counter()
             train(model, task.train_x.to(device), task.train_y.to(device), config.recipe(), seed)
+            train_s[name].append(time.perf_counter() - tick)
             val[name].append(evaluate(model, task.val_x, task.val_y)[0])
+    result["time_ratio"] = result["search_s"] / train_s["perturbation"][0]
+    print(f"search {result['search_s']:.0f} s = {result['time_ratio']:.2f} x one das-arm training run (the paper: "
+          "under a GPU day; Faster AutoAugment 0.23 GPU-hours, DADA 0.1 on CIFAR-10)")
     print(f"retrained {config.seeds} seed(s), {config.epochs} epochs; validation accuracy (mean over seeds):")
     for name, motion in candidates.items():
         diff = paired_difference(val[name], val["baseline"])
@@ -90,6 +98,8 @@ def main() -> None:
                     else f"  Δ vs baseline 95 % CI [{100 * low:+.1f}, {100 * high:+.1f}]")
         print(f"  {name:<13} {100 * sum(val[name]) / len(val[name]):5.1f} %{interval}   {motion or '2D'}")
     Path(args.out).write_text(json.dumps({"genotype": genotype.to_json(), "search": result, "val_accuracy": val,
+                                          "train_s": train_s, "config": dataclasses.asdict(config),
+                                          "machine": machine(device), "data": task.description,
                                           "candidates": {k: str(v) if v else None for k, v in candidates.items()}},
                                          indent=1, default=str) + "\n")
     print(f"saved {args.out}; i2v.Genotype.from_json(json.load(open({args.out!r}))['genotype']) is the motion")
