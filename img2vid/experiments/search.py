@@ -7,8 +7,8 @@
 3. **Selection** (:func:`~img2vid.derive_genotype`, Sec. 3.1): every masked evaluation re-estimates
    BatchNorm statistics on training clips first (:func:`~img2vid.search.recalibrated_batchnorm`) and
    scores the *whole* validation split; between edge decisions the weights may train for
-   ``fine_tune_epochs`` with the decided edges fixed (darts-pt); edges are decided in chain or random
-   order.
+   ``fine_tune_epochs`` at a tenth of the learning rate with the decided edges fixed (darts-pt); edges
+   are decided in chain or random order.
 
 Reported beside the genotype: the search network's validation accuracy and the 2D network's after the
 same number of epochs on the same data; the validation accuracy after each decision and its largest
@@ -33,7 +33,7 @@ from ..temporalize import temporalize
 from .config import MAGNITUDES, ExperimentConfig
 from .datasets import Task
 from .networks import build_network
-from .training import batches, correct, evaluate, train
+from .training import Recipe, batches, correct, evaluate, train
 
 __all__ = ["edge_margin", "search_motion", "space_magnitudes"]
 
@@ -167,11 +167,15 @@ def search_motion(task: Task, cfg: ExperimentConfig, device: torch.device, *, se
     after_decisions: list[float] = []
     decision_order: list[int] = []
 
+    # darts-pt fine-tunes at a tenth of the search's learning rate: restarting at the full rate after the
+    # cosine schedule has annealed undoes the search network's convergence and costs more accuracy than the
+    # decision it is meant to absorb.
+    fine_tune_recipe = Recipe(cfg.fine_tune_epochs, cfg.batch_size, cfg.lr / 10, cfg.weight_decay)
+
     def fine_tune(edge: int) -> None:
         decision_order.append(edge)
         if cfg.fine_tune_epochs > 0:
-            train(weight_model, train_x, train_y, cfg.recipe(cfg.fine_tune_epochs), seed + 2 + len(decision_order),
-                  params=weights)
+            train(weight_model, train_x, train_y, fine_tune_recipe, seed + 2 + len(decision_order), params=weights)
         after_decisions.append(accuracy_now())
 
     scores: list[list[float]] = []

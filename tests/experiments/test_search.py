@@ -79,3 +79,22 @@ def test_warm_up_leaves_tau_unchanged_then_the_search_moves_it(one_thread):
                                 progress=False, log=lambda _: None)
     torch.testing.assert_close(torch.tensor(only_warmup["edge_weights"]), torch.softmax(initial, dim=1))
     assert math.isfinite(only_warmup["baseline_val_accuracy"])
+
+
+def test_fine_tuning_between_decisions_runs_at_a_tenth_of_the_learning_rate(one_thread, monkeypatch):
+    import img2vid.experiments.search as search_module
+
+    recipes = []
+    real_train = search_module.train
+
+    def recording_train(model, x, y, recipe, seed, **kw):
+        recipes.append(recipe)
+        return real_train(model, x, y, recipe, seed, **kw)
+
+    monkeypatch.setattr(search_module, "train", recording_train)
+    cfg = _config(nodes=2, fine_tune_epochs=2, lr=0.2)
+    search_motion(_tiny_task(), cfg, torch.device("cpu"), seed=0, progress=False, log=lambda _: None)
+    # Search (warm-up + bi-level), the 2D reference, then one fine-tune after each of the first two decisions.
+    assert [r.epochs for r in recipes] == [2, 2, 2, 2]  # warm-up + search = 2, the 2D reference the same
+    assert [r.lr for r in recipes] == [0.2, 0.2, pytest.approx(0.02), pytest.approx(0.02)]
+    assert all(r.weight_decay == cfg.weight_decay and r.batch_size == cfg.batch_size for r in recipes)
