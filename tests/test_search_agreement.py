@@ -18,15 +18,16 @@ def _run(seed, genotype, argmax, val, threads=1):
     return {"search": {"seed": seed, "genotype": genotype, "argmax": argmax, "network_val_accuracy": 0.7,
                        "baseline_val_accuracy": 0.75, "selection_val_drop": 0.01, "margins": margins,
                        "search_s": 100.0, "time_ratio": 8.0},
-            "val_accuracy": val, "config": {"image_size": 28}, "machine": {"torch_threads": threads}}
+            "val_accuracy": val, "candidates": {"baseline": None, "perturbation": genotype, "arg-max": argmax},
+            "config": {"image_size": 28}, "machine": {"torch_threads": threads}}
 
 
 def test_agreement_and_search_level_interval(tmp_path):
     runs = [
         _run(0, "translate_x:0.05,rotate:5", "identity,identity",
-             {"baseline": [0.70, 0.72], "perturbation": [0.72, 0.74]}),  # +2 points
+             {"baseline": [0.70, 0.72], "perturbation": [0.72, 0.74], "arg-max": [0.70, 0.73]}),  # +2 points
         _run(1, "translate_x:0.05,scale:1.05", "identity,identity",
-             {"baseline": [0.70, 0.70], "perturbation": [0.74, 0.74]}),  # +4 points
+             {"baseline": [0.70, 0.72], "perturbation": [0.74, 0.76], "arg-max": [0.70, 0.73]}),  # +4 points
     ]
     text = search_agreement.render(runs, ["a.json", "b.json"])
     # Edge 0 agrees (translate_x both times), edge 1 splits: shares 100 % and 50 %, mean 75 %.
@@ -34,9 +35,12 @@ def test_agreement_and_search_level_interval(tmp_path):
     assert "all identical" in text  # the arg-max genotypes
     # The unit is the search: differences +2 and +4 points, mean +3, std sqrt(2), t(0.975, 1) = 12.706.
     half = 12.7062 * math.sqrt(2) / math.sqrt(2)
-    assert f"+3.0 [{3 - half:+.1f}, {3 + half:+.1f}] | no difference resolved |" in text
-    # Mean over all four runs of the perturbation arm: 73.5; the search means 73 and 74, std 0.7.
-    assert "| perturbation | 73.5 ± 1.0 | 0.7 |" in text
+    assert f"+3.0 [{3 - half:+.1f}, {3 + half:+.1f}] | 2 searches | no difference resolved |" in text
+    # Mean over all four runs of the perturbation arm: 74; the search means 73 and 75, std 1.4.
+    assert "| perturbation | 74.0 ± 1.6 | 1.4 |" in text
+    # Both searches chose the same arg-max genotype: the interval is over its two training seeds,
+    # differences 0 and +1 points: mean +0.5, std 0.707, half-width 12.706 * 0.707 / sqrt(2) = 6.35.
+    assert "| arg-max | 71.5 ± 1.7 | 0.0 | +0.5 [-5.9, +6.9] | 2 training seeds (one genotype) |" in text
 
 
 def test_command_line(tmp_path):
@@ -46,4 +50,4 @@ def test_command_line(tmp_path):
         path.write_text(json.dumps(_run(seed, "rotate:5", "identity", {"baseline": [0.5], "random": [0.6]})))
         paths.append(str(path))
     out = subprocess.run([sys.executable, str(SCRIPT), *paths], capture_output=True, text=True, check=True).stdout
-    assert "| random | 60.0 ± 0.0 | 0.0 | +10.0 [+10.0, +10.0] | better |" in out
+    assert "| random | 60.0 ± 0.0 | 0.0 | +10.0 [+10.0, +10.0] | 2 searches | better |" in out
