@@ -63,7 +63,7 @@ def render(runs: list[dict], names: list[str]) -> str:
               "[95 % CI] | interval over | verdict |", "|---|---|---|---|---|---|"]
     base_all = [v for run in runs for v in run["val_accuracy"]["baseline"]]
     lines.append(f"| baseline (2D) | {_pct(statistics.mean(base_all))} ± "
-                 f"{_pct(statistics.stdev(base_all)) if len(base_all) > 1 else '—'} | — | — | — |")
+                 f"{_pct(statistics.stdev(base_all)) if len(base_all) > 1 else '—'} | — | — | — | — |")
     for c in candidates:
         flat = [v for run in runs for v in run["val_accuracy"][c]]
         means = [statistics.mean(run["val_accuracy"][c]) for run in runs]
