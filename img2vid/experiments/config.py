@@ -49,7 +49,7 @@ class ExperimentConfig:
         nodes, arch_lr, magnitudes: the stem (``nodes * (nodes + 1) / 2`` edges), the Adam learning
             rate of ``τ``, and the magnitude set (:data:`MAGNITUDES`).
         fine_tune_epochs: epochs of weight training between two edge decisions, at a tenth of ``lr``
-            (darts-pt); 0: none. The default, 3, was chosen on validation (``docs/search.md``).
+            (darts-pt); 0: none. The default, 5, was chosen on validation (``docs/search.md``).
         edge_order: ``"chain"`` or ``"random"``: the order in which edges are decided.
         recalibrate_images: training images (as clips) that re-estimate BatchNorm statistics before
             every masked evaluation.
@@ -80,7 +80,7 @@ class ExperimentConfig:
     nodes: int = 4
     arch_lr: float = 0.01
     magnitudes: str = "default"
-    fine_tune_epochs: int = 3
+    fine_tune_epochs: int = 5
     edge_order: str = "chain"
     recalibrate_images: int = 512
     erf_samples: int = 8
