@@ -43,7 +43,8 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=None, help="training (and validation) images per class")
     parser.add_argument("--network", choices=["small", "resnet18"], default=None)
     parser.add_argument("--magnitudes", choices=["default", "authors", "learn"], default=None)
-    parser.add_argument("--fine-tune-epochs", type=int, default=None, help="weight training between decisions")
+    parser.add_argument("--fine-tune-epochs", type=int, default=None,
+                        help="epochs of weight training between decisions, at a tenth of the lr (default 5)")
     parser.add_argument("--edge-order", choices=["chain", "random"], default=None)
     parser.add_argument("--search-epochs", type=int, default=None)
     parser.add_argument("--T", type=int, default=None, help="frames per clip (default 5)")
