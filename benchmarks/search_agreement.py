@@ -32,8 +32,28 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
+def check_comparable(runs: list[dict], names: list[str]) -> None:
+    """Refuse runs that are not repeats of one experiment: their configurations must agree (only the
+    search seed and the machine may differ) and every run must retrain the same candidates."""
+    for name, run in zip(names, runs):
+        missing = {"search", "val_accuracy", "config"} - set(run)
+        if missing:
+            raise ValueError(f"{name} is not a file written by examples/das_search.py "
+                             f"(no {', '.join(sorted(missing))})")
+    first = runs[0]
+    for name, run in zip(names[1:], runs[1:]):
+        differ = sorted(k for k in set(first["config"]) | set(run["config"])
+                        if first["config"].get(k) != run["config"].get(k))
+        if differ:
+            raise ValueError(f"{name} and {names[0]} are different experiments: their configurations differ in "
+                             f"{', '.join(differ)}; compare runs that differ only in the search seed or thread count")
+        if set(run["val_accuracy"]) != set(first["val_accuracy"]):
+            raise ValueError(f"{name} and {names[0]} retrained different candidates")
+
+
 def render(runs: list[dict], names: list[str]) -> str:
-    size = runs[0]["config"]["image_size"] if "config" in runs[0] else 28
+    check_comparable(runs, names)
+    size = runs[0]["config"]["image_size"]
     lines = ["| file | search seed | threads | perturbation genotype | arg-max | search net val % | 2D val % | "
              "largest fall while deciding (points) | decisions within noise | search s | × one das run |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -95,7 +115,10 @@ def main() -> None:
     for path in args.files:
         with open(path) as f:
             runs.append(json.load(f))
-    print(render(runs, args.files))
+    try:
+        print(render(runs, args.files))
+    except ValueError as error:
+        parser.error(str(error))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "search_agreement.py"
 spec = importlib.util.spec_from_file_location("search_agreement", SCRIPT)
 search_agreement = importlib.util.module_from_spec(spec)
@@ -19,7 +21,7 @@ def _run(seed, genotype, argmax, val, threads=1):
                        "baseline_val_accuracy": 0.75, "selection_val_drop": 0.01, "margins": margins,
                        "search_s": 100.0, "time_ratio": 8.0},
             "val_accuracy": val, "candidates": {"baseline": None, "perturbation": genotype, "arg-max": argmax},
-            "config": {"image_size": 28}, "machine": {"torch_threads": threads}}
+            "config": {"image_size": 28, "epochs": 40}, "machine": {"torch_threads": threads}}
 
 
 def test_agreement_and_search_level_interval(tmp_path):
@@ -51,3 +53,18 @@ def test_command_line(tmp_path):
         paths.append(str(path))
     out = subprocess.run([sys.executable, str(SCRIPT), *paths], capture_output=True, text=True, check=True).stdout
     assert "| random | 60.0 ± 0.0 | 0.0 | +10.0 [+10.0, +10.0] | 2 searches | better |" in out
+
+
+def test_runs_of_different_experiments_are_refused(tmp_path):
+    one = _run(0, "rotate:5", "identity", {"baseline": [0.5], "random": [0.6]})
+    other = _run(1, "rotate:5", "identity", {"baseline": [0.5], "random": [0.6]}, threads=2)
+    other["config"]["epochs"] = 20
+    paths = []
+    for i, run in enumerate((one, other)):
+        paths.append(tmp_path / f"s{i}.json")
+        paths[-1].write_text(json.dumps(run))
+    result = subprocess.run([sys.executable, str(SCRIPT), *map(str, paths)], capture_output=True, text=True)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "configurations differ in epochs" in result.stderr
+    with pytest.raises(ValueError, match=r"not a file written by examples/das_search\.py"):
+        search_agreement.render([{"search": {}}], ["x.json"])
