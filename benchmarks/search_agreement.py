@@ -84,10 +84,10 @@ def render(runs: list[dict], names: list[str]) -> str:
     base_all = [v for run in runs for v in run["val_accuracy"]["baseline"]]
     lines.append(f"| baseline (2D) | {_pct(statistics.mean(base_all))} ± "
                  f"{_pct(statistics.stdev(base_all)) if len(base_all) > 1 else '—'} | — | — | — | — |")
+    base_means = [statistics.mean(run["val_accuracy"]["baseline"]) for run in runs]
     for c in candidates:
         flat = [v for run in runs for v in run["val_accuracy"][c]]
         means = [statistics.mean(run["val_accuracy"][c]) for run in runs]
-        base_means = [statistics.mean(run["val_accuracy"]["baseline"]) for run in runs]
         chosen = {run.get("candidates", {}).get(c) for run in runs}
         if len(runs) > 1 and len(chosen) == 1 and None not in chosen:
             # Every search chose the same genotype: nothing varies across searches, so the interval is
