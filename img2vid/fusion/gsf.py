@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from ..functional import temporal_shift
 
@@ -60,6 +61,28 @@ def fused_channels(channels: int, fraction: float = 0.25) -> int:
     if fused % 2:
         fused = fused + 1 if fused + 1 <= channels else fused - 1
     return fused
+
+
+def _fusion_weights(pooled_y: Tensor, pooled_r: Tensor, next_weight: Tensor, next_bias: Tensor,
+                    previous_weight: Tensor, previous_bias: Tensor) -> Tensor:
+    """Per half, ``w = sigmoid(Conv2d_3x3([pool(y_shifted), pool(r)]))`` over the (channel, time) plane.
+
+    The mean over ``H, W`` of the shifted ``y`` is the shifted mean of ``y``, so the shift runs on the
+    pooled values; both halves' convolutions (``fuse_next``, ``fuse_previous``) run as one grouped
+    convolution.
+
+    Shape:
+        - pooled_y, pooled_r: ``(B, T, Cg, ...)`` (trailing singleton dimensions allowed); output: the same.
+    """
+    shape = pooled_y.shape
+    pooled = torch.stack([temporal_shift(pooled_y.flatten(2), fold_div=2, channel_dim=-1),
+                          pooled_r.flatten(2)], dim=-1)  # (B, T, Cg, 2): [pool(y_shifted), pool(r)]
+    # (B, T, (g c), y|r) -> (B, (g y|r), c, T): group g holds [pool(y_shifted), pool(r)] of half g.
+    plane = rearrange(pooled, "b t (g c) s -> b (g s) c t", g=2)
+    weight = torch.cat([next_weight, previous_weight])
+    bias = torch.cat([next_bias, previous_bias])
+    weights = torch.sigmoid(F.conv2d(plane, weight, bias, padding=1, groups=2))  # (B, 2, c, T)
+    return rearrange(weights, "b g c t -> b t (g c)").reshape(shape)
 
 
 class GateShiftFuse(nn.Module):
@@ -134,6 +157,41 @@ class GateShiftFuse(nn.Module):
         if not isinstance(x, Tensor) or x.ndim != 5 or x.shape[2] != self.channels:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"GateShiftFuse({self.channels}) expects (B, T, {self.channels}, H, W), got {shape}")
+        if not self._by_hand(x):
+            return self._composite(x)
+        # nn.BatchNorm2d's bookkeeping, as its forward does it: which statistics, and the update factor.
+        norm = self.norm
+        factor = 0.0 if norm.momentum is None else norm.momentum
+        if norm.training and norm.track_running_stats and norm.num_batches_tracked is not None:
+            norm.num_batches_tracked.add_(1)
+            factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
+        batch_stats = norm.training or (norm.running_mean is None and norm.running_var is None)
+        tracked = not norm.training or norm.track_running_stats
+        return _GateShiftFuseFunction.apply(
+            x, norm.weight, norm.bias, self.gate.weight, self.gate_bias, self.fuse_next.weight, self.fuse_next.bias,
+            self.fuse_previous.weight, self.fuse_previous.bias, self.scale, norm.running_mean if tracked else None,
+            norm.running_var if tracked else None, batch_stats, factor, norm.eps)
+
+    def _by_hand(self, x: Tensor) -> bool:
+        """Whether the hand-written forward and backward (:class:`_GateShiftFuseFunction`) apply.
+
+        They do in eager execution with a plain affine ``BatchNorm2d`` (no hooks on it) and one dtype
+        and device throughout. Compilation and export (which fuse the composite themselves), autocast
+        (mixed dtypes), a converted or hooked norm and a one-value training batch (which ``BatchNorm2d``
+        refuses with its own error) take the composite path of autograd-tracked ops: same values.
+        """
+        norm = self.norm
+        if torch.compiler.is_compiling() or type(norm) is not nn.BatchNorm2d or not norm.affine:
+            return False
+        if norm._forward_hooks or norm._forward_pre_hooks or torch.is_autocast_enabled(x.device.type):
+            return False
+        if any(p.dtype != x.dtype or p.device != x.device for p in self.parameters()):
+            return False
+        batch, T, _, height, width = x.shape
+        return batch * T * height * width > 1 or not norm.training
+
+    def _composite(self, x: Tensor) -> Tensor:
+        """GSF from autograd-tracked ops; the values of :class:`_GateShiftFuseFunction`."""
         batch, T, channels, height, width = x.shape
         cg, half = self.fused, self._half
         # Split (not slice) the channels: in backward the gradient is put together by one
@@ -148,7 +206,8 @@ class GateShiftFuse(nn.Module):
         # (its rshift): exactly temporal_shift with fold_div = 2 on the Cg (even) channels.
         shifted = temporal_shift(gated, fold_div=2)
         pooled_x, pooled_y = xg.mean((-2, -1), keepdim=True), gated.mean((-2, -1), keepdim=True)
-        weights = self._fuse_weights(pooled_y, pooled_x - pooled_y)  # (B, T, Cg, 1, 1); pool(r) = pool(x - y)
+        weights = _fusion_weights(pooled_y, pooled_x - pooled_y, self.fuse_next.weight, self.fuse_next.bias,
+                                  self.fuse_previous.weight, self.fuse_previous.bias)  # pool(r) = pool(x - y)
         # x + s (fused - x) with fused = w shifted + (1 - w) r and r = x - y = (1 - g) x, regrouped so that
         # only three passes touch whole feature maps: x (1 - s w + (s w - s) g) + s w shifted.
         scale = self.scale.view(cg, 1, 1)
@@ -158,22 +217,135 @@ class GateShiftFuse(nn.Module):
         out_g = torch.addcmul((halves * factor).view_as(xg), mixed, shifted)  # exactly xg while the scale is zero
         return torch.cat([out_g, rest], dim=2)
 
-    def _fuse_weights(self, pooled_y: Tensor, pooled_r: Tensor) -> Tensor:
-        """Per half, ``sigmoid(Conv2d_3x3([pool(y_shifted), pool(r)]))`` over the (channel, time) plane.
-
-        The mean over ``H, W`` of the shifted ``y`` is the shifted mean of ``y``, so the shift runs on the
-        pooled values; both halves' convolutions run as one grouped convolution.
-
-        Shape:
-            - pooled_y, pooled_r: ``(B, T, Cg, 1, 1)``; output: ``(B, T, Cg, 1, 1)``.
-        """
-        pooled = torch.cat([temporal_shift(pooled_y, fold_div=2), pooled_r], dim=3)  # (B, T, Cg, 2, 1)
-        # (B, T, (g c), y|r, 1) -> (B, (g y|r), c, T): group g holds [pool(y_shifted), pool(r)] of half g.
-        plane = rearrange(pooled, "b t (g c) s 1 -> b (g s) c t", g=2)
-        weight = torch.cat([self.fuse_next.weight, self.fuse_previous.weight])
-        bias = torch.cat([self.fuse_next.bias, self.fuse_previous.bias])
-        weights = torch.sigmoid(F.conv2d(plane, weight, bias, padding=1, groups=2))  # (B, 2, c, T)
-        return rearrange(weights, "b g c t -> b t (g c) 1 1")
-
     def extra_repr(self) -> str:
         return f"{self.channels}, fraction={self.fraction}, fused={self.fused}"
+
+
+class _GateShiftFuseFunction(torch.autograd.Function):
+    """GSF's forward and backward written out by hand (the values of ``GateShiftFuse._composite``).
+
+    A training step of the composite spends most of its GSF time on passes over whole feature maps:
+    layout changes, the shifts' concatenations, one product per autograd node and the zero-filled
+    slices of their gradients. Here every map is written once where possible: the output is
+    ``x (1 - m) + y (m - s) + m shift(y)`` with ``y = g x``, ``m = s w`` (the regrouped definition),
+    written straight into the output; the gate's normalisation and ReLU make one channels-last map
+    for its convolution; the temporal taps are summed and shifted in one pass each way. The small
+    fusion convolution over pooled values is differentiated by autograd, on its own tiny graph.
+
+    Backward, with ``go`` the output's gradient on the fused channels:
+    ``dy = go (m - s) + shift^T(m go) + dpool_y / HW``, ``dx = go (1 - m) + g dy + dpool_x / HW``
+    (plus the gate's path), ``dg = sum_half(dy x)``, ``dm = sum_HW(go (shift(y) + y - x))``,
+    ``ds = -sum(go y) + (dm's share through m = s w)``; the gate's tanh, taps, grouped convolution
+    (``aten.convolution_backward``), ReLU and batch normalisation follow their definitions.
+    """
+
+    @staticmethod
+    def forward(ctx, x, norm_weight, norm_bias, gate_weight, gate_bias, next_weight, next_bias,
+                previous_weight, previous_bias, scale, running_mean, running_var, batch_stats, factor, eps):
+        batch, T, _, height, width = x.shape
+        cg = scale.shape[0]
+        half, frames_count = cg // 2, batch * T
+        xg = x[:, :, :cg].contiguous()  # (B, T, Cg, H, W)
+        frames = xg.view(frames_count, cg, height, width)
+        # Gate: ReLU(BN(x)) written as one channels-last map, then the grouped 3x3 conv of every temporal tap.
+        normed, mean, invstd = torch.native_batch_norm(frames, norm_weight, norm_bias, running_mean, running_var,
+                                                       batch_stats, factor, eps)
+        if not batch_stats:
+            mean, invstd = running_mean.clone(), torch.rsqrt(running_var + eps)
+        act = torch.clamp_min(normed, 0, out=torch.empty_like(frames, memory_format=torch.channels_last))
+        taps = F.conv2d(act, gate_weight.contiguous(memory_format=torch.channels_last), padding=1, groups=2)
+        # Conv3d: pre(t) = R_0(t - 1) + R_1(t) + R_2(t + 1), R_k the response to temporal tap k (channel 3 g + k).
+        taps = taps.permute(0, 2, 3, 1).contiguous().view(batch, T, height, width, 2, 3)
+        gates = x.new_empty(batch, T, 2, height, width)
+        pre = gates.permute(0, 1, 3, 4, 2)  # (B, T, H, W, 2), a view of gates
+        torch.add(taps[..., 1], gate_bias, out=pre)
+        pre[:, 1:] += taps[:, :-1, ..., 0]
+        pre[:, :-1] += taps[:, 1:, ..., 2]
+        gates.tanh_()  # (B, T, 2, H, W)
+        # Shift and fuse.
+        y = (xg.view(batch, T, 2, half, height, width) * gates.unsqueeze(3)).view_as(xg)
+        pooled_x, pooled_y = xg.mean((-2, -1)), y.mean((-2, -1))  # (B, T, Cg)
+        # The fusion weights' own small graph, m = s w(pool(y), pool(x) - pool(y)), kept for backward
+        # (forward runs without grad mode; this graph is the only one it builds, when a gradient is needed).
+        with torch.set_grad_enabled(any(ctx.needs_input_grad)):
+            leaves = [t.detach().requires_grad_() for t in (pooled_y, pooled_x, scale, next_weight, next_bias,
+                                                             previous_weight, previous_bias)]
+            small = leaves[2] * _fusion_weights(leaves[0], leaves[1] - leaves[0], *leaves[3:])
+        ctx.small, ctx.leaves = small, leaves
+        m = small.detach()
+        out = torch.empty_like(x)  # x's layout (contiguous, or channels-last frames)
+        out[:, :, cg:] = x[:, :, cg:]
+        out_g = out[:, :, :cg]
+        torch.mul(xg, (1 - m)[..., None, None], out=out_g)
+        out_g.addcmul_(y, (m - scale)[..., None, None])
+        out_g[:, :-1, :half].addcmul_(y[:, 1:, :half], m[:, :-1, :half, None, None])  # first half: y(t + 1)
+        out_g[:, 1:, half:].addcmul_(y[:, :-1, half:], m[:, 1:, half:, None, None])  # second half: y(t - 1)
+
+        ctx.save_for_backward(xg, act, gates, y, mean, invstd, m, norm_weight, gate_weight, scale)
+        ctx.batch_stats = batch_stats
+        ctx.layout = out.stride()  # the input's gradient comes back in the same layout
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        xg, act, gates, y, mean, invstd, m, norm_weight, gate_weight, scale = ctx.saved_tensors
+        batch, T, _, height, width = grad.shape
+        cg, half = xg.shape[2], xg.shape[2] // 2
+        area = height * width
+        go = grad[:, :, :cg]
+
+        # dm = sum_HW go (shift(y) + y - x); the direct ds = -sum go y.
+        go_y = _dot(go, y)
+        dm = go_y - _dot(go, xg)
+        dm[:, :-1, :half] += _dot(go[:, :-1, :half], y[:, 1:, :half])
+        dm[:, 1:, half:] += _dot(go[:, 1:, half:], y[:, :-1, half:])
+        # retain_graph: backward may run again (retain_graph=True outside); the small graph dies with ctx.
+        dpool_y, dpool_x, dscale, *dfuse = torch.autograd.grad(ctx.small, ctx.leaves, dm, retain_graph=True)
+        dscale = dscale - go_y.sum((0, 1))
+
+        # dy = go (m - s) + shift^T(m go) + dpool_y / HW; dg = sum over each half's channels of dy x.
+        dy = torch.addcmul((dpool_y / area)[..., None, None], go, (m - scale)[..., None, None])
+        dy[:, 1:, :half].addcmul_(go[:, :-1, :half], m[:, :-1, :half, None, None])
+        dy[:, :-1, half:].addcmul_(go[:, 1:, half:], m[:, 1:, half:, None, None])
+        dgates = (dy * xg).view(batch, T, 2, half, height, width).sum(3)  # (B, T, 2, H, W)
+
+        dx = grad.new_empty_strided(grad.shape, ctx.layout)
+        dx[:, :, cg:] = grad[:, :, cg:]
+        dxg = dx[:, :, :cg]
+        torch.addcmul((dpool_x / area)[..., None, None], go, (1 - m)[..., None, None], out=dxg)
+        dxg.unflatten(2, (2, half)).addcmul_(gates.unsqueeze(3), dy.view(batch, T, 2, half, height, width))
+
+        # The gate: tanh, the temporal taps (the adjoint of their shifted sum), the grouped conv, ReLU.
+        dpre = torch.ops.aten.tanh_backward(dgates, gates).permute(0, 1, 3, 4, 2)  # (B, T, H, W, 2)
+        dgate_bias = dpre.sum((0, 1, 2, 3))
+        dtaps = grad.new_empty(batch, T, height, width, 2, 3)
+        dtaps[..., 1] = dpre
+        dtaps[:, :-1, ..., 0] = dpre[:, 1:]
+        dtaps[:, -1, ..., 0] = 0
+        dtaps[:, 1:, ..., 2] = dpre[:, :-1]
+        dtaps[:, 0, ..., 2] = 0
+        dtaps = dtaps.view(batch * T, height, width, 6).permute(0, 3, 1, 2)  # (B*T, 6, H, W), channels last
+        weight = gate_weight.contiguous(memory_format=torch.channels_last)
+        dact, dgate_weight, _ = torch.ops.aten.convolution_backward(
+            dtaps, act, weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 2, [True, True, False])
+        dnorm = torch.ops.aten.threshold_backward(dact, act, 0)  # (B*T, Cg, H, W), channels last
+
+        # Batch normalisation: dx = k1 dnorm + k2 x + k3 per channel (k2 = k3 = 0 with running statistics).
+        frames = xg.view(batch * T, cg, height, width)
+        dnorm_sum = dnorm.sum((0, 2, 3))
+        dnorm_xhat = invstd * ((dnorm * frames).sum((0, 2, 3)) - mean * dnorm_sum)  # sum dnorm (x - mean) invstd
+        k1 = (norm_weight * invstd).view(cg, 1, 1)
+        dxg.addcmul_(dnorm.view(batch, T, cg, height, width), k1)
+        if ctx.batch_stats:
+            count = frames.numel() // cg
+            k2 = -k1 * (invstd * dnorm_xhat / count).view(cg, 1, 1)
+            k3 = -k1 * (dnorm_sum / count).view(cg, 1, 1) - k2 * mean.view(cg, 1, 1)
+            dxg.addcmul_(frames.view_as(xg), k2).add_(k3)
+        return (dx, dnorm_xhat, dnorm_sum, dgate_weight.contiguous(), dgate_bias, *dfuse, dscale,
+                None, None, None, None, None)
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    """``sum_HW a b`` per clip, frame and channel. Shape: ``(B, T, C, H, W)`` twice -> ``(B, T, C)``."""
+    return (a * b).sum((-2, -1))

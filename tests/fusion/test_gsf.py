@@ -2,6 +2,8 @@
 gsf.py), written out here in the reference's (B, C, T, H, W) layout with BatchNorm3d and a 3x3x3
 Conv3d, and with this library's two departures: no channel permutation, and a residual scale."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -136,6 +138,90 @@ def test_channels_last():
     m = m.to(memory_format=torch.channels_last)
     out = m(x.to(memory_format=torch.channels_last).view(2, 3, 16, 5, 5))
     assert_close(out, expected)
+
+
+def _step(m: GateShiftFuse, x: torch.Tensor, grad: torch.Tensor, composite: bool = False):
+    """One forward and backward; the output, the input's gradient and every parameter's gradient."""
+    x = x.detach().clone().requires_grad_()
+    for p in m.parameters():
+        p.grad = None
+    out = m._composite(x) if composite else m(x)
+    out.backward(grad)
+    return out, x.grad, {name: p.grad for name, p in m.named_parameters()}
+
+
+def _assert_same_steps(m: GateShiftFuse, x: torch.Tensor, steps: int = 2):
+    """The hand-written forward and backward against the composite of autograd-tracked ops, on a twin."""
+    twin = copy.deepcopy(m)
+    for _ in range(steps):
+        grad = torch.randn_like(x)
+        assert m._by_hand(x)
+        out, dx, dparams = _step(m, x, grad)
+        expected, expected_dx, expected_dparams = _step(twin, x, grad, composite=True)
+        assert_close(out, expected)
+        assert_close(dx, expected_dx)
+        assert out.stride() == x.stride() and dx.stride() == x.stride()  # the input's layout is kept
+        for name, value in expected_dparams.items():
+            assert_close(dparams[name], value, msg=name)
+        for name, value in twin.norm.named_buffers():
+            assert_close(getattr(m.norm, name), value, msg=name)
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize(("T", "fraction"), [(4, 0.25), (1, 0.25), (3, 1.0)])
+def test_hand_written_backward_matches_autograd(training, layout, T, fraction):
+    """Eager GSF runs a forward and backward written by hand; it gives the composite's values and
+    gradients (float64), keeps the input's memory layout and updates the same BN statistics."""
+    m = randomised(GateShiftFuse(12, fraction)).double().train(training)
+    x = torch.randn(2, T, 12, 5, 6, dtype=torch.float64)
+    if layout == "channels_last":
+        x = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (2, T))
+    _assert_same_steps(m, x)
+
+
+@pytest.mark.parametrize("norm", ["cumulative", "untracked", "untracked-after"])
+def test_hand_written_path_keeps_batchnorm_semantics(norm):
+    """nn.BatchNorm2d's options: momentum=None (cumulative average), no running statistics, and
+    statistics switched off after construction (kept, but batch statistics used in training)."""
+    m = randomised(GateShiftFuse(8, fraction=0.5)).double()
+    if norm == "cumulative":
+        m.norm.momentum = None
+    elif norm == "untracked":
+        m.norm = nn.BatchNorm2d(m.fused, track_running_stats=False).double()
+    else:
+        m.norm.track_running_stats = False
+    x = torch.randn(2, 3, 8, 4, 5, dtype=torch.float64)
+    _assert_same_steps(m.train(), x, steps=3)
+    _assert_same_steps(m.eval(), x, steps=1)
+
+
+def test_composite_path_where_the_hand_written_one_does_not_apply():
+    """Autocast, a converted or hooked norm and a dtype mismatch take the composite path, and a hook
+    on the norm still fires."""
+    m = randomised(GateShiftFuse(8)).train()
+    x = torch.randn(2, 3, 8, 4, 4)
+    assert m._by_hand(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not m._by_hand(x)
+    assert not m._by_hand(x.double())
+    seen = []
+    handle = m.norm.register_forward_hook(lambda *_: seen.append(True))
+    assert not m._by_hand(x)
+    m(x)
+    assert seen == [True]
+    handle.remove()
+    m.norm = nn.SyncBatchNorm(m.fused)
+    assert not m._by_hand(x)
+
+
+def test_second_derivatives_are_refused_clearly():
+    """The hand-written backward is differentiable once; differentiating it again is an error."""
+    m = randomised(GateShiftFuse(8)).train()
+    x = torch.randn(2, 3, 8, 4, 4, requires_grad=True)
+    (dx,) = torch.autograd.grad(m(x).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        dx.sum().backward()
 
 
 @pytest.mark.parametrize(
