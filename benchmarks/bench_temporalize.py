@@ -52,7 +52,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils import benchmark
 
 from img2vid.experiments.networks import SmallResNet
-from img2vid.fusion import GateShiftFuse, temporal_shift
+from img2vid.fusion import GateShiftFuse, TemporalShift, temporal_shift
 from img2vid.temporalize import temporalize
 
 CLASSES = 10
@@ -120,7 +120,11 @@ def make_step(network: str, variant: str, seed: int) -> Callable[[], None]:
     torch.manual_seed(seed)
     model = build()
     if variant != "2d":
-        model = temporalize(model, variant)
+        model = temporalize(model, variant.removesuffix(" compiled"))
+    if variant.endswith(" compiled"):  # the fusion modules alone, through Inductor; the network stays eager
+        for module in model.modules():
+            if isinstance(module, (GateShiftFuse, TemporalShift)):
+                module.compile(dynamic=False)
     model.train()
     clip = torch.rand(B, T, C, H, W)
     targets = torch.randint(CLASSES, (B,))
@@ -219,6 +223,9 @@ def main() -> None:
     parser.add_argument("--min-run-time", type=float, default=0.5, help="seconds per variant and round")
     parser.add_argument("--networks", default=",".join(NETWORKS))
     parser.add_argument("--memory", action="store_true", help="also the peak step memory (profiler)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also 'tsm compiled' and 'gsf compiled': the fusion modules through torch.compile "
+                             "(Inductor, needs a C++ compiler), the network eager")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -230,23 +237,30 @@ def main() -> None:
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, {platform.platform()}, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, threads={args.threads}, "
           f"seed={args.seed}, rounds={args.rounds}; minimum over interleaved rounds")
+    variants = VARIANTS + (("tsm compiled", "gsf compiled") if args.compile else ())
     print("\nTraining step x the 2D network on the same frames")
-    print(f"{'network':9} {'variant':8} {'wall ms':>8} {'wall x':>7} {'cpu ms':>8} {'cpu x':>6}"
+    print(f"{'network':9} {'variant':12} {'wall ms':>8} {'wall x':>7} {'cpu ms':>8} {'cpu x':>6}"
           f"{' peak MiB':>10}{' mem x':>7}  target (judged on CPU time at 1 thread, wall otherwise)")
     for network in networks:
-        steps = {variant: make_step(network, variant, args.seed) for variant in VARIANTS}
+        steps, compile_s = {}, {}
+        for variant in variants:
+            start = time.perf_counter()
+            steps[variant] = make_step(network, variant, args.seed)
+            compile_s[variant] = time.perf_counter() - start  # the warm-up step included
         times = timed_min(steps, args.rounds, args.min_run_time, args.threads, f"{network} training step")
         memory = {variant: peak_memory(step) for variant, step in steps.items()} if args.memory else {}
         targets = STEP_TARGETS["resnet18" if network == "resnet18" else "small"]
         base_wall, base_cpu = times["2d"]
-        for variant in VARIANTS:
+        for variant in variants:
             wall, cpu = times[variant]
             judged = cpu / base_cpu if args.threads == 1 else wall / base_wall
             mem = (f"{memory[variant]:10.1f}{memory[variant] / memory['2d']:7.3f}" if memory else f"{'':10}{'':7}")
-            line = verdict(judged, targets.get(variant))
+            line = verdict(judged, targets.get(variant.removesuffix(" compiled")))
+            if variant.endswith(" compiled"):
+                line += f" (built and compiled in {compile_s[variant]:.0f} s)"
             if memory and network == "resnet18" and variant in MEMORY_TARGETS:
                 line += f"; memory {verdict(memory[variant] / memory['2d'], MEMORY_TARGETS[variant])}"
-            print(f"{network:9} {variant:8} {wall * 1e3:8.1f} {wall / base_wall:7.3f} {cpu * 1e3:8.1f} "
+            print(f"{network:9} {variant:12} {wall * 1e3:8.1f} {wall / base_wall:7.3f} {cpu * 1e3:8.1f} "
                   f"{cpu / base_cpu:6.3f}{mem}  {line}")
 
     print("\nFusion module alone (forward + backward at the first fusion site) x the reference layout")

@@ -265,14 +265,18 @@ class _GateShiftFuseFunction(torch.autograd.Function):
         # Shift and fuse.
         y = (xg.view(batch, T, 2, half, height, width) * gates.unsqueeze(3)).view_as(xg)
         pooled_x, pooled_y = xg.mean((-2, -1)), y.mean((-2, -1))  # (B, T, Cg)
-        # The fusion weights' own small graph, m = s w(pool(y), pool(x) - pool(y)), kept for backward
-        # (forward runs without grad mode; this graph is the only one it builds, when a gradient is needed).
-        with torch.set_grad_enabled(any(ctx.needs_input_grad)):
-            leaves = [t.detach().requires_grad_() for t in (pooled_y, pooled_x, scale, next_weight, next_bias,
-                                                             previous_weight, previous_bias)]
-            small = leaves[2] * _fusion_weights(leaves[0], leaves[1] - leaves[0], *leaves[3:])
-        ctx.small, ctx.leaves = small, leaves
-        m = small.detach()
+        # w = sigmoid(conv([pool(y) shifted, pool(r)])) per half on the (channel, time) plane (_fusion_weights).
+        plane = x.new_zeros(batch, 2, 2, half, T)  # (B, half g, [pool(y) shifted, pool(r)], c, T)
+        pooled_y = pooled_y.view(batch, T, 2, half).permute(0, 2, 3, 1)  # (B, 2, c, T)
+        plane[:, 0, 0, :, :-1] = pooled_y[:, 0, :, 1:]  # first half: from t + 1, zero at the end
+        plane[:, 1, 0, :, 1:] = pooled_y[:, 1, :, :-1]  # second half: from t - 1
+        torch.sub(pooled_x.view(batch, T, 2, half).permute(0, 2, 3, 1), pooled_y, out=plane[:, :, 1])
+        plane = plane.view(batch, 4, half, T)
+        fuse_weight = torch.cat([next_weight, previous_weight])
+        weights = torch.sigmoid(F.conv2d(plane, fuse_weight, torch.cat([next_bias, previous_bias]), padding=1,
+                                         groups=2))  # (B, 2, c, T)
+        w = weights.permute(0, 3, 1, 2).reshape(batch, T, cg)
+        m = scale * w  # (B, T, Cg)
         out = torch.empty_like(x)  # x's layout (contiguous, or channels-last frames)
         out[:, :, cg:] = x[:, :, cg:]
         out_g = out[:, :, :cg]
@@ -281,7 +285,8 @@ class _GateShiftFuseFunction(torch.autograd.Function):
         out_g[:, :-1, :half].addcmul_(y[:, 1:, :half], m[:, :-1, :half, None, None])  # first half: y(t + 1)
         out_g[:, 1:, half:].addcmul_(y[:, :-1, half:], m[:, 1:, half:, None, None])  # second half: y(t - 1)
 
-        ctx.save_for_backward(xg, act, gates, y, mean, invstd, m, norm_weight, gate_weight, scale)
+        ctx.save_for_backward(xg, act, gates, y, mean, invstd, m, norm_weight, gate_weight, scale, plane, fuse_weight,
+                              weights, w)
         ctx.batch_stats = batch_stats
         ctx.layout = out.stride()  # the input's gradient comes back in the same layout
         return out
@@ -289,7 +294,8 @@ class _GateShiftFuseFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        xg, act, gates, y, mean, invstd, m, norm_weight, gate_weight, scale = ctx.saved_tensors
+        xg, act, gates, y, mean, invstd, m, norm_weight, gate_weight, scale, plane, fuse_weight, weights, w = (
+            ctx.saved_tensors)
         batch, T, _, height, width = grad.shape
         cg, half = xg.shape[2], xg.shape[2] // 2
         area = height * width
@@ -300,9 +306,19 @@ class _GateShiftFuseFunction(torch.autograd.Function):
         dm = go_y - _dot(go, xg)
         dm[:, :-1, :half] += _dot(go[:, :-1, :half], y[:, 1:, :half])
         dm[:, 1:, half:] += _dot(go[:, 1:, half:], y[:, :-1, half:])
-        # retain_graph: backward may run again (retain_graph=True outside); the small graph dies with ctx.
-        dpool_y, dpool_x, dscale, *dfuse = torch.autograd.grad(ctx.small, ctx.leaves, dm, retain_graph=True)
-        dscale = dscale - go_y.sum((0, 1))
+        # Through m = s w and w = sigmoid(conv(plane)), back to the pooled values (the plane's adjoint).
+        dscale = (dm * w).sum((0, 1)) - go_y.sum((0, 1))
+        dlogits = torch.ops.aten.sigmoid_backward((dm * scale).view(batch, T, 2, half).permute(0, 2, 3, 1), weights)
+        dplane, dfuse_weight, dfuse_bias = torch.ops.aten.convolution_backward(
+            dlogits, plane, fuse_weight, [2], [1, 1], [1, 1], [1, 1], False, [0, 0], 2, [True, True, True])
+        dplane = dplane.view(batch, 2, 2, half, T)
+        dpool_r = dplane[:, :, 1]  # (B, 2, c, T); pool(r) = pool(x) - pool(y)
+        dpool_y = -dpool_r
+        dpool_y[:, 0, :, 1:] += dplane[:, 0, 0, :, :-1]
+        dpool_y[:, 1, :, :-1] += dplane[:, 1, 0, :, 1:]
+        dpool_x = dpool_r.permute(0, 3, 1, 2).reshape(batch, T, cg)
+        dpool_y = dpool_y.permute(0, 3, 1, 2).reshape(batch, T, cg)
+        dfuse = (dfuse_weight[:1], dfuse_bias[:1], dfuse_weight[1:], dfuse_bias[1:])
 
         # dy = go (m - s) + shift^T(m go) + dpool_y / HW; dg = sum over each half's channels of dy x.
         dy = torch.addcmul((dpool_y / area)[..., None, None], go, (m - scale)[..., None, None])
