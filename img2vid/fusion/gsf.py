@@ -30,6 +30,12 @@ is then 4-D, so ``model.to(memory_format=torch.channels_last)`` works, and the c
 transposed to ``(B, C, T, H, W)``. Every shift (the taps, the gated halves, their pooled values) is
 :func:`img2vid.functional.temporal_shift`, TSM's function; both halves run at once, and the output
 is regrouped so that only three passes touch whole feature maps (same values up to rounding).
+
+Two implementations of the same values: in eager execution (the usual case) a forward and backward
+written by hand (:class:`_GateShiftFuseFunction`, 1.1-1.5x faster than the composite); under
+``torch.compile``/``torch.export``, autocast, or with a converted or hooked norm, the composite of
+autograd-tracked ops above (``GateShiftFuse._composite``), which compilers fuse themselves. Tests
+hold both to the definition and to each other.
 """
 
 from __future__ import annotations
@@ -224,19 +230,26 @@ class GateShiftFuse(nn.Module):
 class _GateShiftFuseFunction(torch.autograd.Function):
     """GSF's forward and backward written out by hand (the values of ``GateShiftFuse._composite``).
 
-    A training step of the composite spends most of its GSF time on passes over whole feature maps:
-    layout changes, the shifts' concatenations, one product per autograd node and the zero-filled
-    slices of their gradients. Here every map is written once where possible: the output is
-    ``x (1 - m) + y (m - s) + m shift(y)`` with ``y = g x``, ``m = s w`` (the regrouped definition),
-    written straight into the output; the gate's normalisation and ReLU make one channels-last map
-    for its convolution; the temporal taps are summed and shifted in one pass each way. The small
-    fusion convolution over pooled values is differentiated by autograd, on its own tiny graph.
+    Why (issue 13, torch.profiler on a training step): the composite spends most of its GSF time on
+    whole-map passes that the definition does not need (layout changes, the shifts' concatenations,
+    one product per autograd node, zero-filled slices of their gradients, the ``expand``/``div`` of the
+    means' gradients) and on the autograd graph of the small fusion convolution (about 1 ms per call
+    at ResNet-18's smallest sites). Here:
+
+    - the output ``x (1 - m) + y (m - s) + m shift(y)``, with ``y = g x`` and ``m = s w`` (the regrouped
+      definition), is written straight into the output, the shift as two slice updates;
+    - the gate's BatchNorm and ReLU write one channels-last map for its grouped convolution, and the
+      temporal taps are summed (forward) and spread back (backward) in one pass each;
+    - the fusion weights ``w = sigmoid(Conv2d([pool(y) shifted, pool(r)]))`` are built on their
+      (channel, time) plane and differentiated by hand as well.
 
     Backward, with ``go`` the output's gradient on the fused channels:
-    ``dy = go (m - s) + shift^T(m go) + dpool_y / HW``, ``dx = go (1 - m) + g dy + dpool_x / HW``
-    (plus the gate's path), ``dg = sum_half(dy x)``, ``dm = sum_HW(go (shift(y) + y - x))``,
-    ``ds = -sum(go y) + (dm's share through m = s w)``; the gate's tanh, taps, grouped convolution
-    (``aten.convolution_backward``), ReLU and batch normalisation follow their definitions.
+    ``dm = sum_HW go (shift(y) + y - x)``, ``ds = sum_BT dm w - sum go y``, ``dw = s dm`` (then the
+    sigmoid, the plane's convolution and the plane's adjoint give ``dpool_x``, ``dpool_y``),
+    ``dy = go (m - s) + shift^T(m go) + dpool_y / HW``, ``dg = sum_half dy x``,
+    ``dx = go (1 - m) + g dy + dpool_x / HW`` plus the gate's path: tanh, the taps' adjoint, the
+    grouped convolution (``aten.convolution_backward``), ReLU and batch normalisation
+    (``dx = k1 dnorm + k2 x + k3`` per channel). Differentiable once (``once_differentiable``).
     """
 
     @staticmethod
