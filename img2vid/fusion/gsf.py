@@ -108,6 +108,10 @@ class GateShiftFuse(nn.Module):
         fuse_next, fuse_previous: the fusion convs of the half shifted from the next and from the
             previous frame (the reference's ``channel_conv1`` and ``channel_conv2``).
         scale: the residual scale, one per fused channel, zero at initialisation.
+        by_hand: ``True`` (default): in eager execution, a forward and backward written by hand (faster,
+            same values); ``False``: the composite of autograd-tracked ops, whose gradients are
+            themselves differentiable (second derivatives, ``create_graph=True``), which the hand-written
+            backward refuses.
 
     Shape:
         - Input: ``(B, T, C, H, W)``; output: the same.
@@ -131,6 +135,7 @@ class GateShiftFuse(nn.Module):
         self.scale = nn.Parameter(torch.zeros(self.fused))
         self._half = half
         self._tap_order = [2, 0, 1, 5, 3, 4]  # per group: taps t + 1, t - 1, t
+        self.by_hand = True
         self.reset_gate()
 
     def reset_gate(self) -> None:
@@ -163,7 +168,7 @@ class GateShiftFuse(nn.Module):
         if not isinstance(x, Tensor) or x.ndim != 5 or x.shape[2] != self.channels:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"GateShiftFuse({self.channels}) expects (B, T, {self.channels}, H, W), got {shape}")
-        if not self._by_hand(x):
+        if not self._hand_written(x):
             return self._composite(x)
         # nn.BatchNorm2d's bookkeeping, as its forward does it: which statistics, and the update factor.
         norm = self.norm
@@ -178,16 +183,17 @@ class GateShiftFuse(nn.Module):
             self.fuse_previous.weight, self.fuse_previous.bias, self.scale, norm.running_mean if tracked else None,
             norm.running_var if tracked else None, batch_stats, factor, norm.eps)
 
-    def _by_hand(self, x: Tensor) -> bool:
+    def _hand_written(self, x: Tensor) -> bool:
         """Whether the hand-written forward and backward (:class:`_GateShiftFuseFunction`) apply.
 
-        They do in eager execution with a plain affine ``BatchNorm2d`` (no hooks on it) and one dtype
-        and device throughout. Compilation and export (which fuse the composite themselves), autocast
-        (mixed dtypes), a converted or hooked norm and a one-value training batch (which ``BatchNorm2d``
-        refuses with its own error) take the composite path of autograd-tracked ops: same values.
+        They do unless ``by_hand`` is off, in eager execution with a plain affine ``BatchNorm2d`` (no
+        hooks on it) and one dtype and device throughout. Compilation and export (which fuse the
+        composite themselves), autocast (mixed dtypes), a converted or hooked norm and a one-value
+        training batch (which ``BatchNorm2d`` refuses with its own error) take the composite path of
+        autograd-tracked ops: same values.
         """
         norm = self.norm
-        if torch.compiler.is_compiling() or type(norm) is not nn.BatchNorm2d or not norm.affine:
+        if not self.by_hand or torch.compiler.is_compiling() or type(norm) is not nn.BatchNorm2d or not norm.affine:
             return False
         if norm._forward_hooks or norm._forward_pre_hooks or torch.is_autocast_enabled(x.device.type):
             return False
@@ -224,7 +230,8 @@ class GateShiftFuse(nn.Module):
         return torch.cat([out_g, rest], dim=2)
 
     def extra_repr(self) -> str:
-        return f"{self.channels}, fraction={self.fraction}, fused={self.fused}"
+        by_hand = "" if self.by_hand else ", by_hand=False"
+        return f"{self.channels}, fraction={self.fraction}, fused={self.fused}{by_hand}"
 
 
 class _GateShiftFuseFunction(torch.autograd.Function):

@@ -155,7 +155,7 @@ def _assert_same_steps(m: GateShiftFuse, x: torch.Tensor, steps: int = 2):
     twin = copy.deepcopy(m)
     for _ in range(steps):
         grad = torch.randn_like(x)
-        assert m._by_hand(x)
+        assert m._hand_written(x)
         out, dx, dparams = _step(m, x, grad)
         expected, expected_dx, expected_dparams = _step(twin, x, grad, composite=True)
         assert_close(out, expected)
@@ -201,27 +201,34 @@ def test_composite_path_where_the_hand_written_one_does_not_apply():
     on the norm still fires."""
     m = randomised(GateShiftFuse(8)).train()
     x = torch.randn(2, 3, 8, 4, 4)
-    assert m._by_hand(x)
+    assert m._hand_written(x)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not m._by_hand(x)
-    assert not m._by_hand(x.double())
+        assert not m._hand_written(x)
+    assert not m._hand_written(x.double())
     seen = []
     handle = m.norm.register_forward_hook(lambda *_: seen.append(True))
-    assert not m._by_hand(x)
+    assert not m._hand_written(x)
     m(x)
     assert seen == [True]
     handle.remove()
     m.norm = nn.SyncBatchNorm(m.fused)
-    assert not m._by_hand(x)
+    assert not m._hand_written(x)
 
 
-def test_second_derivatives_are_refused_clearly():
-    """The hand-written backward is differentiable once; differentiating it again is an error."""
+def test_second_derivatives_through_the_composite():
+    """The hand-written backward is differentiable once (differentiating it again is an error);
+    with by_hand=False the composite's gradients are differentiable (gradgradcheck, float64)."""
     m = randomised(GateShiftFuse(8)).train()
     x = torch.randn(2, 3, 8, 4, 4, requires_grad=True)
     (dx,) = torch.autograd.grad(m(x).square().sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable"):
         dx.sum().backward()
+    m = randomised(GateShiftFuse(4, fraction=0.5)).double().train()
+    m.by_hand = False
+    assert "by_hand=False" in repr(m)
+    x = torch.randn(2, 3, 4, 3, 2, dtype=torch.float64, requires_grad=True)
+    assert not m._hand_written(x)
+    assert torch.autograd.gradgradcheck(lambda v, s: m(v), (x, m.scale), eps=1e-6, atol=1e-5)
 
 
 @pytest.mark.parametrize(
