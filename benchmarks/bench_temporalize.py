@@ -8,7 +8,9 @@ network on the same ``B*T`` frames with logits averaged over each clip's ``T`` f
 - ``resnet18``: torchvision ResNet-18, clips ``(8, 5, 3, 64, 64)``.
 
 Variants: ``2d`` (the plain network on the 160 or 40 frames), ``none``, ``tsm``, ``gsf``
-(``temporalize(net, fusion)`` on the clips).
+(``temporalize(net, fusion)`` on the clips); with ``--compile`` also ``tsm compiled`` and ``gsf compiled``
+(the fusion modules through ``torch.compile``/Inductor, the network eager; GSF then runs its composite
+of autograd ops, not the hand-written eager backward).
 
 **Fusion modules alone** (forward + backward at the first fusion site of each network) against
 implementations written in the reference layout from the definitions, as ``tests/fusion`` write
@@ -29,7 +31,7 @@ fusion modules >= 1.5x faster than the reference layout. (Issue 3, ResNet-18: me
 GSF <= 1.35x.)
 
 Run: ``python benchmarks/bench_temporalize.py [--threads N] [--rounds R] [--min-run-time S]
-[--networks small-12,small-32,resnet18] [--memory]``.
+[--networks small-12,small-32,resnet18] [--memory] [--compile]``.
 """
 
 from __future__ import annotations
