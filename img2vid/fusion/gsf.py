@@ -31,11 +31,11 @@ transposed to ``(B, C, T, H, W)``. Every shift (the taps, the gated halves, thei
 :func:`img2vid.functional.temporal_shift`, TSM's function; both halves run at once, and the output
 is regrouped so that only three passes touch whole feature maps (same values up to rounding).
 
-Two implementations of the same values: in eager execution (the usual case) a forward and backward
-written by hand (:class:`_GateShiftFuseFunction`, 1.1-1.5x faster than the composite); under
-``torch.compile``/``torch.export``, autocast, or with a converted or hooked norm, the composite of
-autograd-tracked ops above (``GateShiftFuse._composite``), which compilers fuse themselves. Tests
-hold both to the definition and to each other.
+Two implementations of the same values: in eager execution on the CPU, a forward and backward
+written by hand (:class:`_GateShiftFuseFunction`, 1.1-1.5x faster than the composite); on other
+devices (not measured here), under ``torch.compile``/``torch.export``, with autocast or a converted
+or hooked norm, the composite of autograd-tracked ops above (``GateShiftFuse._composite``), which
+compilers fuse themselves. Tests hold both to the definition and to each other.
 """
 
 from __future__ import annotations
@@ -108,8 +108,8 @@ class GateShiftFuse(nn.Module):
         fuse_next, fuse_previous: the fusion convs of the half shifted from the next and from the
             previous frame (the reference's ``channel_conv1`` and ``channel_conv2``).
         scale: the residual scale, one per fused channel, zero at initialisation.
-        by_hand: ``True`` (default): in eager execution, a forward and backward written by hand (faster,
-            same values); ``False``: the composite of autograd-tracked ops, whose gradients are
+        by_hand: ``True`` (default): in eager execution on the CPU, a forward and backward written by
+            hand (faster, same values); ``False``: the composite of autograd-tracked ops, whose gradients are
             themselves differentiable (second derivatives, ``create_graph=True``), which the hand-written
             backward refuses.
 
@@ -186,10 +186,11 @@ class GateShiftFuse(nn.Module):
     def _hand_written(self, x: Tensor) -> bool:
         """Whether the hand-written forward and backward (:class:`_GateShiftFuseFunction`) apply.
 
-        They do unless ``by_hand`` is off, in eager execution with a plain affine ``BatchNorm2d`` (no
-        hooks on it) and one dtype and device throughout. Compilation and export (which fuse the
-        composite themselves), autocast (mixed dtypes), a converted or hooked norm and a one-value
-        training batch (which ``BatchNorm2d`` refuses with its own error) take the composite path of
+        They do unless ``by_hand`` is off, in eager execution on the CPU (where they were measured;
+        other devices keep the composite) with a plain affine ``BatchNorm2d`` (no hooks on it) and one
+        dtype throughout. Compilation and export (which fuse the composite themselves), autocast
+        (mixed dtypes), a converted or hooked norm and a one-value training batch (which
+        ``BatchNorm2d`` refuses with its own error) take the composite path of
         autograd-tracked ops: same values.
         """
         norm = self.norm
@@ -197,7 +198,7 @@ class GateShiftFuse(nn.Module):
             return False
         if norm._forward_hooks or norm._forward_pre_hooks or torch.is_autocast_enabled(x.device.type):
             return False
-        if any(p.dtype != x.dtype or p.device != x.device for p in self.parameters()):
+        if x.device.type != "cpu" or any(p.dtype != x.dtype or p.device != x.device for p in self.parameters()):
             return False
         batch, T, _, height, width = x.shape
         return batch * T * height * width > 1 or not norm.training
