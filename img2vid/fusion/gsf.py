@@ -118,6 +118,7 @@ class GateShiftFuse(nn.Module):
     """
 
     at: ClassVar[str] = "output"  # where temporalize places it: on a site's output
+    by_hand: bool = True  # a class default too, so modules pickled before it existed still load and run
 
     def __init__(self, channels: int, fraction: float = 0.25) -> None:
         super().__init__()
@@ -135,7 +136,6 @@ class GateShiftFuse(nn.Module):
         self.scale = nn.Parameter(torch.zeros(self.fused))
         self._half = half
         self._tap_order = [2, 0, 1, 5, 3, 4]  # per group: taps t + 1, t - 1, t
-        self.by_hand = True
         self.reset_gate()
 
     def reset_gate(self) -> None:
