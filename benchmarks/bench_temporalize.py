@@ -7,7 +7,9 @@ network on the same ``B*T`` frames with logits averaged over each clip's ``T`` f
   width 12 and 32), clips ``(32, 5, 1, 28, 28)``;
 - ``resnet18``: torchvision ResNet-18, clips ``(8, 5, 3, 64, 64)``.
 
-Variants: ``2d`` (the plain network on the 160 or 40 frames), ``none``, ``tsm``, ``gsf``
+Variants: ``2d`` (the plain network on the 160 or 40 frames), ``2d again`` (a second, identical 2D
+network: how far two copies of the same step read apart in this run, the noise floor of every ratio),
+``none``, ``tsm``, ``gsf``
 (``temporalize(net, fusion)`` on the clips); with ``--compile`` also ``tsm compiled`` and ``gsf compiled``
 (the fusion modules through ``torch.compile``/Inductor, the network eager; GSF then runs its composite
 of autograd ops, not the hand-written eager backward).
@@ -19,9 +21,15 @@ swathikirans' ``(B, C, T, H, W)`` layout with ``BatchNorm3d``, a grouped ``Conv3
 ends (with this library's two departures, so the outputs agree and are checked to).
 
 Time: variants interleaved over ``--rounds`` rounds (the machine may be shared), each round a
-``torch.utils.benchmark.Timer.blocked_autorange``; the minimum over all blocks of all rounds is
-reported (other processes only ever slow a step down), as wall clock and as this process's CPU time
-per step (``time.process_time``; with ``--threads 1`` it counts the work, not the waiting).
+``torch.utils.benchmark.Timer.blocked_autorange`` per variant, wall clock and this process's CPU time
+(``time.process_time``; with ``--threads 1`` it counts the work, not the waiting). Every round builds
+fresh networks (seed + round, the same for every variant of the round): one network instance can run
+a steady few per cent slower than an identical one (an A/A test on the width-12 network read 1.05-1.07
+with the same two instances every round, 1.01 with fresh ones), so a single pair of instances biases
+a ratio. Printed: the minimum over rounds of each step (``wall x``, ``cpu x``: other processes only
+ever slow a step down) and, judged against the targets, the median over rounds of the ratio of
+the step to the 2D step of the same round (``paired x``). The ``2d again`` row is a second 2D
+network: its ratio shows how far two copies of the same step read apart in the run.
 
 Memory (``--memory``): the peak of one step's CPU allocations above what was held before it, from the
 profiler's memory timeline (``torch.profiler``, ``profile_memory=True``).
@@ -40,6 +48,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import tempfile
 import time
 import warnings
@@ -58,7 +67,7 @@ from img2vid.fusion import GateShiftFuse, TemporalShift, temporal_shift
 from img2vid.temporalize import temporalize
 
 CLASSES = 10
-VARIANTS = ("2d", "none", "tsm", "gsf")
+VARIANTS = ("2d", "2d again", "none", "tsm", "gsf")  # "2d again": a second 2D network, the noise floor
 # name: (builder, clip shape)
 NETWORKS: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int, int, int]]] = {
     "small-12": (lambda: SmallResNet(CLASSES, 1, 12), (32, 5, 1, 28, 28)),
@@ -121,7 +130,7 @@ def make_step(network: str, variant: str, seed: int) -> Callable[[], None]:
     build, (B, T, C, H, W) = NETWORKS[network]
     torch.manual_seed(seed)
     model = build()
-    if variant != "2d":
+    if not variant.startswith("2d"):
         model = temporalize(model, variant.removesuffix(" compiled"))
     if variant.endswith(" compiled"):  # the fusion modules alone, through Inductor; the network stays eager
         for module in model.modules():
@@ -135,7 +144,7 @@ def make_step(network: str, variant: str, seed: int) -> Callable[[], None]:
     def step() -> None:
         for p in model.parameters():
             p.grad = None
-        logits = model(frames).view(B, T, CLASSES).mean(1) if variant == "2d" else model(clip)
+        logits = model(frames).view(B, T, CLASSES).mean(1) if variant.startswith("2d") else model(clip)
         F.cross_entropy(logits, targets).backward()
 
     step()  # warm up
@@ -172,28 +181,39 @@ def make_module_steps(network: str, seed: int) -> dict[str, Callable[[], None]]:
             "gsf": run(gsf), "gsf ref": run(lambda v: reference_gsf(gsf, v))}
 
 
-def timed_min(steps: dict[str, Callable[[], None]], rounds: int, min_run_time: float, threads: int,
-              label: str) -> dict[str, tuple[float, float]]:
-    """Per step: (minimum wall seconds, minimum CPU seconds) over interleaved rounds."""
-    wall = {name: float("inf") for name in steps}
-    cpu = {name: float("inf") for name in steps}
+def timed_rounds(build: Callable[[int], dict[str, Callable[[], None]]], rounds: int, min_run_time: float,
+                 threads: int, label: str) -> dict[str, list[tuple[float, float]]]:
+    """Per step and round: (minimum wall seconds, minimum CPU seconds) of that round's blocks.
 
-    def counted(name: str) -> Callable[[], None]:
-        step = steps[name]
+    ``build(r)`` makes round ``r``'s steps; the variants of a round run one after the other, so their
+    times can be paired within the round.
+    """
+    times: dict[str, list[tuple[float, float]]] = {}
+    for r in range(rounds):
+        steps = build(r)
+        for name, step in steps.items():
+            cpu = [float("inf")]
 
-        def run() -> None:
-            start = time.process_time()
-            step()
-            cpu[name] = min(cpu[name], time.process_time() - start)
+            def run(step: Callable[[], None] = step, cpu: list[float] = cpu) -> None:
+                start = time.process_time()
+                step()
+                cpu[0] = min(cpu[0], time.process_time() - start)
 
-        return run
+            timer = benchmark.Timer(stmt="step()", globals={"step": run}, label=label, description=name,
+                                    num_threads=threads)
+            wall = min(timer.blocked_autorange(min_run_time=min_run_time).times)
+            times.setdefault(name, []).append((wall, cpu[0]))
+    return times
 
-    for _ in range(rounds):
-        for name in steps:
-            timer = benchmark.Timer(stmt="step()", globals={"step": counted(name)}, label=label,
-                                    description=name, num_threads=threads)
-            wall[name] = min(wall[name], min(timer.blocked_autorange(min_run_time=min_run_time).times))
-    return {name: (wall[name], cpu[name]) for name in steps}
+
+def minimum(rounds: list[tuple[float, float]]) -> tuple[float, float]:
+    """(minimum wall, minimum CPU) over rounds."""
+    return min(w for w, _ in rounds), min(c for _, c in rounds)
+
+
+def paired(rounds: list[tuple[float, float]], base: list[tuple[float, float]], which: int) -> float:
+    """The median over rounds of the round's ratio to the base step (``which``: 0 wall, 1 CPU)."""
+    return statistics.median(r[which] / b[which] for r, b in zip(rounds, base))
 
 
 def peak_memory(step: Callable[[], None]) -> float:
@@ -238,41 +258,47 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, {platform.platform()}, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, threads={args.threads}, "
-          f"seed={args.seed}, rounds={args.rounds}; minimum over interleaved rounds")
+          f"seed={args.seed}, rounds={args.rounds}; fresh networks each round: minimum over rounds, paired median")
     variants = VARIANTS + (("tsm compiled", "gsf compiled") if args.compile else ())
     print("\nTraining step x the 2D network on the same frames")
-    print(f"{'network':9} {'variant':12} {'wall ms':>8} {'wall x':>7} {'cpu ms':>8} {'cpu x':>6}"
-          f"{' peak MiB':>10}{' mem x':>7}  target (judged on CPU time at 1 thread, wall otherwise)")
+    print(f"{'network':9} {'variant':12} {'wall ms':>8} {'wall x':>7} {'cpu ms':>8} {'cpu x':>6} {'paired x':>9}"
+          f"{' peak MiB':>10}{' mem x':>7}  target (judged on the paired ratio: CPU at 1 thread, wall otherwise)")
+    judged = 1 if args.threads == 1 else 0
     for network in networks:
-        steps, compile_s = {}, {}
-        for variant in variants:
-            start = time.perf_counter()
-            steps[variant] = make_step(network, variant, args.seed)
-            compile_s[variant] = time.perf_counter() - start  # the warm-up step included
-        times = timed_min(steps, args.rounds, args.min_run_time, args.threads, f"{network} training step")
-        memory = {variant: peak_memory(step) for variant, step in steps.items()} if args.memory else {}
+        compile_s: dict[str, float] = {}
+
+        def build(r: int, network: str = network, compile_s: dict[str, float] = compile_s
+                  ) -> dict[str, Callable[[], None]]:
+            steps = {}
+            for variant in variants:  # fresh networks every round (seed + round), the same for every variant
+                start = time.perf_counter()
+                steps[variant] = make_step(network, variant, args.seed + r)
+                compile_s.setdefault(variant, time.perf_counter() - start)  # first round: the warm-up compiles
+            return steps
+
+        rounds = timed_rounds(build, args.rounds, args.min_run_time, args.threads, f"{network} training step")
+        memory = {variant: peak_memory(step) for variant, step in build(0).items()} if args.memory else {}
         targets = STEP_TARGETS["resnet18" if network == "resnet18" else "small"]
-        base_wall, base_cpu = times["2d"]
+        base_wall, base_cpu = minimum(rounds["2d"])
         for variant in variants:
-            wall, cpu = times[variant]
-            judged = cpu / base_cpu if args.threads == 1 else wall / base_wall
+            wall, cpu = minimum(rounds[variant])
+            ratio = paired(rounds[variant], rounds["2d"], judged)
             mem = (f"{memory[variant]:10.1f}{memory[variant] / memory['2d']:7.3f}" if memory else f"{'':10}{'':7}")
-            line = verdict(judged, targets.get(variant.removesuffix(" compiled")))
+            line = verdict(ratio, targets.get(variant.removesuffix(" compiled")))
             if variant.endswith(" compiled"):
                 line += f" (built and compiled in {compile_s[variant]:.0f} s)"
             if memory and network == "resnet18" and variant in MEMORY_TARGETS:
                 line += f"; memory {verdict(memory[variant] / memory['2d'], MEMORY_TARGETS[variant])}"
             print(f"{network:9} {variant:12} {wall * 1e3:8.1f} {wall / base_wall:7.3f} {cpu * 1e3:8.1f} "
-                  f"{cpu / base_cpu:6.3f}{mem}  {line}")
+                  f"{cpu / base_cpu:6.3f} {ratio:9.3f}{mem}  {line}")
 
     print("\nFusion module alone (forward + backward at the first fusion site) x the reference layout")
     print(f"{'network':9} {'site (B, T, C, H, W)':24} {'module':6} {'ours ms':>8} {'ref ms':>8} {'faster':>7}  target")
     for network in networks:
-        times = timed_min(make_module_steps(network, args.seed), args.rounds, args.min_run_time / 2,
-                          args.threads, f"{network} fusion module")
-        for module in ("tsm", "gsf"):
-            judged = 1 if args.threads == 1 else 0  # CPU time at one thread, wall clock otherwise
-            ours, ref = times[module][judged], times[f"{module} ref"][judged]
+        rounds = timed_rounds(lambda r, network=network: make_module_steps(network, args.seed + r), args.rounds,
+                              args.min_run_time / 2, args.threads, f"{network} fusion module")
+        for module in ("tsm", "gsf"):  # minimum CPU time at one thread, wall clock otherwise
+            ours, ref = minimum(rounds[module])[judged], minimum(rounds[f"{module} ref"])[judged]
             print(f"{network:9} {first_site_shape(network)!s:24} {module:6} {ours * 1e3:8.2f} {ref * 1e3:8.2f} "
                   f"{ref / ours:7.2f}  {verdict(ref / ours, REFERENCE_TARGET, at_most=False)}")
 
