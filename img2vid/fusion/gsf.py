@@ -188,15 +188,17 @@ class GateShiftFuse(nn.Module):
 
         They do unless ``by_hand`` is off, in eager execution on the CPU (where they were measured;
         other devices keep the composite) with a plain affine ``BatchNorm2d`` (no hooks on it) and one
-        dtype throughout. Compilation and export (which fuse the composite themselves), autocast
-        (mixed dtypes), a converted or hooked norm and a one-value training batch (which
-        ``BatchNorm2d`` refuses with its own error) take the composite path of
-        autograd-tracked ops: same values.
+        dtype throughout. Compilation and export (which fuse the composite themselves), ``torch.func``
+        transforms, autocast (mixed dtypes), a converted or hooked norm and a one-value training batch
+        (which ``BatchNorm2d`` refuses with its own error) take the composite path of autograd-tracked
+        ops: same values.
         """
         norm = self.norm
         if not self.by_hand or torch.compiler.is_compiling() or type(norm) is not nn.BatchNorm2d or not norm.affine:
             return False
         if norm._forward_hooks or norm._forward_pre_hooks or torch.is_autocast_enabled(x.device.type):
+            return False
+        if torch._C._functorch.peek_interpreter_stack() is not None:  # inside torch.func.grad, vmap, ...
             return False
         if x.device.type != "cpu" or any(p.dtype != x.dtype or p.device != x.device for p in self.parameters()):
             return False

@@ -215,6 +215,17 @@ def test_composite_path_where_the_hand_written_one_does_not_apply():
     assert not m._hand_written(x)
 
 
+def test_torch_func_transforms_take_the_composite():
+    """torch.func.grad (eval mode: BN's running statistics are not updated) gives autograd's gradients."""
+    m = randomised(GateShiftFuse(8)).eval()
+    x = torch.randn(2, 3, 8, 4, 4)
+    params = dict(m.named_parameters())
+    grads = torch.func.grad(lambda p: torch.func.functional_call(m, p, (x,)).square().sum())(params)
+    m(x).square().sum().backward()
+    for name, p in m.named_parameters():
+        assert_close(grads[name], p.grad, msg=name)
+
+
 def test_second_derivatives_through_the_composite():
     """The hand-written backward is differentiable once (differentiating it again is an error);
     with by_hand=False the composite's gradients are differentiable (gradgradcheck, float64)."""
