@@ -32,7 +32,7 @@ transposed to ``(B, C, T, H, W)``. Every shift (the taps, the gated halves, thei
 is regrouped so that only three passes touch whole feature maps (same values up to rounding).
 
 Two implementations of the same values: in eager execution on the CPU, a forward and backward
-written by hand (:class:`_GateShiftFuseFunction`, 1.1-1.5x faster than the composite); on other
+written by hand (:class:`_GateShiftFuseFunction`, a call 1.1-1.5x faster than the composite); on other
 devices (not measured here), under ``torch.compile``/``torch.export``, with autocast or a converted
 or hooked norm, the composite of autograd-tracked ops above (``GateShiftFuse._composite``), which
 compilers fuse themselves. Tests hold both to the definition and to each other.
