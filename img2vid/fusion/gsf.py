@@ -69,28 +69,6 @@ def fused_channels(channels: int, fraction: float = 0.25) -> int:
     return fused
 
 
-def _fusion_weights(pooled_y: Tensor, pooled_r: Tensor, next_weight: Tensor, next_bias: Tensor,
-                    previous_weight: Tensor, previous_bias: Tensor) -> Tensor:
-    """Per half, ``w = sigmoid(Conv2d_3x3([pool(y_shifted), pool(r)]))`` over the (channel, time) plane.
-
-    The mean over ``H, W`` of the shifted ``y`` is the shifted mean of ``y``, so the shift runs on the
-    pooled values; both halves' convolutions (``fuse_next``, ``fuse_previous``) run as one grouped
-    convolution.
-
-    Shape:
-        - pooled_y, pooled_r: ``(B, T, Cg, ...)`` (trailing singleton dimensions allowed); output: the same.
-    """
-    shape = pooled_y.shape
-    pooled = torch.stack([temporal_shift(pooled_y.flatten(2), fold_div=2, channel_dim=-1),
-                          pooled_r.flatten(2)], dim=-1)  # (B, T, Cg, 2): [pool(y_shifted), pool(r)]
-    # (B, T, (g c), y|r) -> (B, (g y|r), c, T): group g holds [pool(y_shifted), pool(r)] of half g.
-    plane = rearrange(pooled, "b t (g c) s -> b (g s) c t", g=2)
-    weight = torch.cat([next_weight, previous_weight])
-    bias = torch.cat([next_bias, previous_bias])
-    weights = torch.sigmoid(F.conv2d(plane, weight, bias, padding=1, groups=2))  # (B, 2, c, T)
-    return rearrange(weights, "b g c t -> b t (g c)").reshape(shape)
-
-
 class GateShiftFuse(nn.Module):
     """Gate-Shift-Fuse on a fraction of a clip's channels, the identity at initialisation.
 
@@ -221,8 +199,7 @@ class GateShiftFuse(nn.Module):
         # (its rshift): exactly temporal_shift with fold_div = 2 on the Cg (even) channels.
         shifted = temporal_shift(gated, fold_div=2)
         pooled_x, pooled_y = xg.mean((-2, -1), keepdim=True), gated.mean((-2, -1), keepdim=True)
-        weights = _fusion_weights(pooled_y, pooled_x - pooled_y, self.fuse_next.weight, self.fuse_next.bias,
-                                  self.fuse_previous.weight, self.fuse_previous.bias)  # pool(r) = pool(x - y)
+        weights = self._fuse_weights(pooled_y, pooled_x - pooled_y)  # (B, T, Cg, 1, 1); pool(r) = pool(x - y)
         # x + s (fused - x) with fused = w shifted + (1 - w) r and r = x - y = (1 - g) x, regrouped so that
         # only three passes touch whole feature maps: x (1 - s w + (s w - s) g) + s w shifted.
         scale = self.scale.view(cg, 1, 1)
@@ -231,6 +208,23 @@ class GateShiftFuse(nn.Module):
                                gates)  # (B, T, 2, half, H, W); exactly 1 while the scale is zero
         out_g = torch.addcmul((halves * factor).view_as(xg), mixed, shifted)  # exactly xg while the scale is zero
         return torch.cat([out_g, rest], dim=2)
+
+    def _fuse_weights(self, pooled_y: Tensor, pooled_r: Tensor) -> Tensor:
+        """Per half, ``sigmoid(Conv2d_3x3([pool(y_shifted), pool(r)]))`` over the (channel, time) plane.
+
+        The mean over ``H, W`` of the shifted ``y`` is the shifted mean of ``y``, so the shift runs on the
+        pooled values; both halves' convolutions run as one grouped convolution.
+
+        Shape:
+            - pooled_y, pooled_r: ``(B, T, Cg, 1, 1)``; output: ``(B, T, Cg, 1, 1)``.
+        """
+        pooled = torch.cat([temporal_shift(pooled_y, fold_div=2), pooled_r], dim=3)  # (B, T, Cg, 2, 1)
+        # (B, T, (g c), y|r, 1) -> (B, (g y|r), c, T): group g holds [pool(y_shifted), pool(r)] of half g.
+        plane = rearrange(pooled, "b t (g c) s 1 -> b (g s) c t", g=2)
+        weight = torch.cat([self.fuse_next.weight, self.fuse_previous.weight])
+        bias = torch.cat([self.fuse_next.bias, self.fuse_previous.bias])
+        weights = torch.sigmoid(F.conv2d(plane, weight, bias, padding=1, groups=2))  # (B, 2, c, T)
+        return rearrange(weights, "b g c t -> b t (g c) 1 1")
 
     def extra_repr(self) -> str:
         by_hand = "" if self.by_hand else ", by_hand=False"
@@ -288,7 +282,7 @@ class _GateShiftFuseFunction(torch.autograd.Function):
         # Shift and fuse.
         y = (xg.view(batch, T, 2, half, height, width) * gates.unsqueeze(3)).view_as(xg)
         pooled_x, pooled_y = xg.mean((-2, -1)), y.mean((-2, -1))  # (B, T, Cg)
-        # w = sigmoid(conv([pool(y) shifted, pool(r)])) per half on the (channel, time) plane (_fusion_weights).
+        # w = sigmoid(conv([pool(y) shifted, pool(r)])) per half on the (channel, time) plane, as _fuse_weights.
         plane = x.new_zeros(batch, 2, 2, half, T)  # (B, half g, [pool(y) shifted, pool(r)], c, T)
         pooled_y = pooled_y.view(batch, T, 2, half).permute(0, 2, 3, 1)  # (B, 2, c, T)
         plane[:, 0, 0, :, :-1] = pooled_y[:, 0, :, 1:]  # first half: from t + 1, zero at the end
