@@ -12,7 +12,17 @@ network: how far two copies of the same step read apart in this run, the noise f
 ``none``, ``tsm``, ``gsf``
 (``temporalize(net, fusion)`` on the clips); with ``--compile`` also ``tsm compiled`` and ``gsf compiled``
 (the fusion modules through ``torch.compile``/Inductor, the network eager; GSF then runs its composite
-of autograd ops, not the hand-written eager backward).
+of autograd ops, not the hand-written eager backward); with ``--bounds`` also two lower bounds, the same
+networks with each fusion module replaced by the part of its work no implementation built on PyTorch's
+kernels avoids:
+
+- ``tsm copy``: each shift replaced by a copy (``x * 1``), one pass over the clip forward and one
+  backward, which any shift that returns a new tensor makes (the identity path still needs ``x``);
+- ``gsf gate only``: each GSF module replaced by its gate's batch norm, ReLU and grouped convolution
+  (PyTorch's kernels, forward and backward, in the layouts GSF uses) and one pass writing the output
+  and one the input's gradient; the tanh, the temporal taps, the products, the pooling, the fusion
+  convolutions and the shifts are left out (free). If a target sits below this row, meeting it needs
+  kernels other than PyTorch's (a fused extension), not a better arrangement of PyTorch's ops.
 
 **Fusion modules alone** (forward + backward at the first fusion site of each network) against
 implementations written in the reference layout from the definitions, as ``tests/fusion`` write
@@ -39,12 +49,13 @@ fusion modules >= 1.5x faster than the reference layout. (Issue 3, ResNet-18: me
 GSF <= 1.35x.)
 
 Run: ``python benchmarks/bench_temporalize.py [--threads N] [--rounds R] [--min-run-time S]
-[--networks small-12,small-32,resnet18] [--memory] [--compile]``.
+[--networks small-12,small-32,resnet18] [--memory] [--compile] [--bounds]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -68,6 +79,7 @@ from img2vid.temporalize import temporalize
 
 CLASSES = 10
 VARIANTS = ("2d", "2d again", "none", "tsm", "gsf")  # "2d again": a second 2D network, the noise floor
+BOUNDS = ("tsm copy", "gsf gate only")  # lower bounds: the fusion modules' unavoidable work alone
 # name: (builder, clip shape)
 NETWORKS: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int, int, int]]] = {
     "small-12": (lambda: SmallResNet(CLASSES, 1, 12), (32, 5, 1, 28, 28)),
@@ -126,16 +138,63 @@ def reference_gsf(m: GateShiftFuse, x: Tensor) -> Tensor:
 # --------------------------------------------------------------------------------------------------
 
 
+class _GateOnly(torch.autograd.Function):
+    """The ``gsf gate only`` bound: GSF's gate (BN, ReLU, grouped conv) forward and backward, one pass
+    writing the output (a copy of the input) and one writing the input's gradient.
+
+    Backward feeds the convolution its own output as the taps' gradient: same sizes and kernels as
+    GSF's backward, values irrelevant here.
+    """
+
+    @staticmethod
+    def forward(ctx, x, norm_weight, norm_bias, gate_weight, running_mean, running_var, momentum, eps):
+        cg = norm_weight.shape[0]
+        frames = x[:, :, :cg].flatten(0, 1)  # (B*T, Cg, H, W)
+        normed, mean, invstd = torch.native_batch_norm(frames, norm_weight, norm_bias, running_mean, running_var,
+                                                       True, momentum, eps)
+        act = torch.clamp_min(normed, 0, out=torch.empty_like(frames, memory_format=torch.channels_last))
+        weight = gate_weight.contiguous(memory_format=torch.channels_last)
+        taps = F.conv2d(act, weight, padding=1, groups=2)
+        ctx.save_for_backward(frames, act, taps, weight, norm_weight, mean, invstd)
+        ctx.eps = eps
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        frames, act, taps, weight, norm_weight, mean, invstd = ctx.saved_tensors
+        dact, dweight, _ = torch.ops.aten.convolution_backward(
+            taps, act, weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 2, [True, True, False])
+        dnorm = torch.ops.aten.threshold_backward(dact, act, 0)
+        dframes, dnorm_weight, dnorm_bias = torch.ops.aten.native_batch_norm_backward(
+            dnorm, frames, norm_weight, None, None, mean, invstd, True, ctx.eps, [True, True, True])
+        dx = grad.clone()
+        dx[:, :, : frames.shape[1]] += dframes.view_as(dx[:, :, : frames.shape[1]])
+        return dx, dnorm_weight, dnorm_bias, dweight.contiguous(), None, None, None, None
+
+
+def _gate_only(module: GateShiftFuse, x: Tensor) -> Tensor:
+    norm = module.norm
+    return _GateOnly.apply(x, norm.weight, norm.bias, module.gate.weight, norm.running_mean, norm.running_var,
+                           norm.momentum, norm.eps)
+
+
+def _copy(x: Tensor) -> Tensor:
+    return x * 1  # one pass forward, one backward: what a shift returning a new tensor writes
+
+
 def make_step(network: str, variant: str, seed: int) -> Callable[[], None]:
     build, (B, T, C, H, W) = NETWORKS[network]
     torch.manual_seed(seed)
     model = build()
     if not variant.startswith("2d"):
-        model = temporalize(model, variant.removesuffix(" compiled"))
-    if variant.endswith(" compiled"):  # the fusion modules alone, through Inductor; the network stays eager
-        for module in model.modules():
-            if isinstance(module, (GateShiftFuse, TemporalShift)):
-                module.compile(dynamic=False)
+        model = temporalize(model, variant.split()[0])
+    for module in model.modules():
+        if not isinstance(module, (GateShiftFuse, TemporalShift)):
+            continue
+        if variant.endswith(" compiled"):  # the fusion modules alone, through Inductor; the network stays eager
+            module.compile(dynamic=False)
+        elif variant in BOUNDS:  # an instance attribute: nn.Module.__call__ runs it instead of the method
+            module.forward = _copy if variant == "tsm copy" else functools.partial(_gate_only, module)
     model.train()
     clip = torch.rand(B, T, C, H, W)
     targets = torch.randint(CLASSES, (B,))
@@ -248,6 +307,9 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true",
                         help="also 'tsm compiled' and 'gsf compiled': the fusion modules through torch.compile "
                              "(Inductor, needs a C++ compiler), the network eager")
+    parser.add_argument("--bounds", action="store_true",
+                        help="also 'tsm copy' and 'gsf gate only': lower bounds on the fusion modules' cost with "
+                             "PyTorch's kernels (see the module docstring)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -259,9 +321,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, {platform.platform()}, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, threads={args.threads}, "
           f"seed={args.seed}, rounds={args.rounds}; fresh networks each round: minimum over rounds, paired median")
-    variants = VARIANTS + (("tsm compiled", "gsf compiled") if args.compile else ())
+    variants = VARIANTS + (("tsm compiled", "gsf compiled") if args.compile else ()) + (BOUNDS if args.bounds else ())
     print("\nTraining step x the 2D network on the same frames")
-    print(f"{'network':9} {'variant':12} {'wall ms':>8} {'wall x':>7} {'cpu ms':>8} {'cpu x':>6} {'paired x':>9}"
+    print(f"{'network':9} {'variant':13} {'wall ms':>8} {'wall x':>7} {'cpu ms':>8} {'cpu x':>6} {'paired x':>9}"
           f"{' peak MiB':>10}{' mem x':>7}  target (judged on the paired ratio: CPU at 1 thread, wall otherwise)")
     judged = 1 if args.threads == 1 else 0
     for network in networks:
@@ -284,12 +346,16 @@ def main() -> None:
             wall, cpu = minimum(rounds[variant])
             ratio = paired(rounds[variant], rounds["2d"], judged)
             mem = (f"{memory[variant]:10.1f}{memory[variant] / memory['2d']:7.3f}" if memory else f"{'':10}{'':7}")
-            line = verdict(ratio, targets.get(variant.removesuffix(" compiled")))
+            fusion = variant.split()[0]
+            line = verdict(ratio, targets.get(fusion))
+            if variant in BOUNDS:
+                where = "above: out of reach with" if ratio > targets[fusion] else "under: within reach of"
+                line = f"bound on {fusion}, {where} PyTorch's kernels ({fusion} <= {targets[fusion]:.2f}x)"
             if variant.endswith(" compiled"):
                 line += f" (built and compiled in {compile_s[variant]:.0f} s)"
             if memory and network == "resnet18" and variant in MEMORY_TARGETS:
                 line += f"; memory {verdict(memory[variant] / memory['2d'], MEMORY_TARGETS[variant])}"
-            print(f"{network:9} {variant:12} {wall * 1e3:8.1f} {wall / base_wall:7.3f} {cpu * 1e3:8.1f} "
+            print(f"{network:9} {variant:13} {wall * 1e3:8.1f} {wall / base_wall:7.3f} {cpu * 1e3:8.1f} "
                   f"{cpu / base_cpu:6.3f} {ratio:9.3f}{mem}  {line}")
 
     print("\nFusion module alone (forward + backward at the first fusion site) x the reference layout")
