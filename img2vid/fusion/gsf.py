@@ -132,7 +132,7 @@ class GateShiftFuse(nn.Module):
         # The convolution runs channels last: oneDNN's grouped convolution with so few channels per
         # group is 2.5-4x faster (forward + backward, CPU) in that layout than in NCHW, while the batch
         # norm is faster in NCHW, so the layout changes in between. (A Conv3d on the same memory, a free
-        # channels-last-3d view, needs no tap sum but runs 1.5-2x slower: issue 13.)
+        # channels-last-3d view, needs no tap sum but its forward + backward runs 1.6-2x slower: issue 13.)
         frames = self.norm(x.flatten(0, 1)).contiguous(memory_format=torch.channels_last)  # (B*T, Cg, H, W)
         # Within each group, the taps come out in the order (t + 1, t - 1, t): the order in which
         # temporal_shift(fold_div=3) takes them from the next frame, from the previous one, or in place.
