@@ -22,7 +22,8 @@ kernels avoids:
   (PyTorch's kernels, forward and backward, in the layouts GSF uses) and one pass writing the output
   and one the input's gradient; the tanh, the temporal taps, the products, the pooling, the fusion
   convolutions and the shifts are left out (free). If a target sits below this row, meeting it needs
-  kernels other than PyTorch's (a fused extension), not a better arrangement of PyTorch's ops.
+  kernels other than PyTorch's (a fused extension) or a faster way to run the gate's convolution
+  (its ``Conv3d`` and NCHW forms measured slower).
 
 **Fusion modules alone** (forward + backward at the first fusion site of each network) against
 implementations written in the reference layout from the definitions, as ``tests/fusion`` write
@@ -349,7 +350,7 @@ def main() -> None:
             fusion = variant.split()[0]
             line = verdict(ratio, targets.get(fusion))
             if variant in BOUNDS:
-                where = "above: out of reach with" if ratio > targets[fusion] else "under: within reach of"
+                where = "above: out of reach of" if ratio > targets[fusion] else "under: within reach of"
                 line = f"bound on {fusion}, {where} PyTorch's kernels ({fusion} <= {targets[fusion]:.2f}x)"
             if variant.endswith(" compiled"):
                 line += f" (built and compiled in {compile_s[variant]:.0f} s)"
