@@ -169,7 +169,8 @@ class _GateOnly(torch.autograd.Function):
         dframes, dnorm_weight, dnorm_bias = torch.ops.aten.native_batch_norm_backward(
             dnorm, frames, norm_weight, None, None, mean, invstd, True, ctx.eps, [True, True, True])
         dx = grad.clone()
-        dx[:, :, : frames.shape[1]] += dframes.view_as(dx[:, :, : frames.shape[1]])
+        dxg = dx[:, :, : frames.shape[1]]
+        dxg += dframes.view_as(dxg)
         return dx, dnorm_weight, dnorm_bias, dweight.contiguous(), None, None, None, None
 
 
