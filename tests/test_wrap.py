@@ -13,9 +13,9 @@ from torch import nn
 from torch.testing import assert_close
 
 from img2vid.genotype import Genotype
-from img2vid.temporalize import Temporal, temporalize
+from img2vid.temporalize import temporalize
 from img2vid.video import ImageToVideo
-from img2vid.wrap import Wrapped, wrap
+from img2vid.wrap import checkpoint_motion, wrap
 
 # Small tensors: one intra-op thread is faster, and far faster on a busy machine (see conftest).
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -131,7 +131,9 @@ def test_checkpoints_remember_the_motion():
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)  # plain types: loads without unpickling code
     other = wrap(tvm.resnet18(num_classes=3), "identity", T=5).eval()
-    assert other.load_state_dict(state) is not None  # strict: the motion is a key like the weights
+    with pytest.warns(UserWarning, match=r"motion \(genotype 'translate_x:0.1,rotate:10.0', T=3, frames='forward'\) "
+                      r"replaces the model's \(genotype 'identity', T=5, frames='centered'\)"):
+        assert other.load_state_dict(state) is not None  # strict: the motion is a key like the weights
     video = other.image_to_video
     assert video.genotype == Genotype.parse("translate_x:0.1,rotate:10") and video.T == 3
     assert video.frames == "forward"
@@ -175,8 +177,7 @@ def test_keeps_type_names_and_checkpoints():
     buffer = io.BytesIO()
     torch.save(plain.state_dict(), buffer)
     wrapped = wrap(tvm.resnet18(num_classes=5), "identity", T=3)
-    assert isinstance(wrapped, tvm.ResNet) and isinstance(wrapped, Temporal) and isinstance(wrapped, Wrapped)
-    assert type(wrapped).__name__ == "WrappedResNet" and wrapped.temporal_reduce is None
+    assert type(wrapped) is tvm.ResNet and wrapped.temporal_reduce is None  # the class is kept
     buffer.seek(0)
     result = wrapped.load_state_dict(torch.load(buffer), strict=False)
     assert result.unexpected_keys == [] and all(".fusion." in k for k in result.missing_keys)
