@@ -16,7 +16,6 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from .functional import Frames, Interpolation

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 import torchvision.models as tvm
 import torchvision.models.segmentation as seg
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from torch.testing import assert_close
 
@@ -415,3 +417,37 @@ def test_none_fusion_inserts_identities():
     model = temporalize(tvm.resnet18(), "none")
     assert all(isinstance(dict(model.named_modules())[s].fusion, NoFusion) for s in model.temporal_sites)
     assert "(fusion): NoFusion()" in repr(model)
+
+
+# ----------------------------------------------------------------------------- properties
+
+
+@settings(max_examples=20, deadline=None)
+@given(widths=st.lists(st.sampled_from([2, 4, 8, 16]), min_size=2, max_size=4), T=st.integers(1, 4),
+       batch=st.integers(1, 3), size=st.integers(4, 9), fusion=st.sampled_from(["tsm", "gsf", "none"]),
+       seed=st.integers(0, 2**16))
+def test_random_cnns_equal_a_per_frame_reference(widths, T, batch, size, fusion, seed):
+    """A random plain CNN, temporalized at every conv but the first: equal to the same network run
+    frame by frame with each site's fusion applied by hand to the (B, T, ...) clip of its frames."""
+    torch.manual_seed(seed)
+    layers, channels = [], 3
+    for width in widths:
+        layers += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU()]
+        channels = width
+    plain = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 3)).eval()
+    model = temporalize(copy.deepcopy(plain), fusion).eval()
+    for m in model.modules():
+        if isinstance(m, GateShiftFuse):
+            with torch.no_grad():
+                m.scale.normal_()
+    clip = torch.rand(batch, T, 3, size, size, dtype=torch.float64)
+    model.double()
+    x = clip.flatten(0, 1)
+    for layer in model.children():  # the reference: each layer on all frames, fused by hand
+        site = layer if hasattr(layer, "fusion") else None
+        if site is not None and site.fusion.at == "input":
+            x = site.fusion(x.unflatten(0, (batch, T))).flatten(0, 1)
+        x = F.conv2d(x, layer.weight, layer.bias, padding=1) if isinstance(layer, nn.Conv2d) else layer(x)
+        if site is not None and site.fusion.at == "output":
+            x = site.fusion(x.unflatten(0, (batch, T))).flatten(0, 1)
+    assert_close(model(clip), x.unflatten(0, (batch, T)).mean(1))
