@@ -25,6 +25,7 @@ the model pickles, deep-copies, compiles and exports as it did. See ``docs/desig
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Callable, NamedTuple, Optional, Union
@@ -187,6 +188,17 @@ def _frames_out(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
     """Forward hook (``always_call``) of a temporalized model: close the call, reduce over ``T``."""
     clips = close_call(model, out)
     return None if clips is None else reduce_frames(clips, model.temporal_reduce)
+
+
+def _extra_repr(model: nn.Module) -> str:
+    """``repr`` of a temporalized model: its own, then the surgery (and a wrapped model's motion)."""
+    own = [type(model).extra_repr(model)]
+    video = getattr(model, "image_to_video", None)
+    if video is not None:
+        own.append(f"genotype='{video.genotype}', T={video.T}, frames={video.frames!r}")
+    own.append(f"fusion={model.temporal_fusion!r}, reduce={model.temporal_reduce!r}, "
+               f"sites={len(model.temporal_sites)}")
+    return ", ".join(part for part in own if part)
 
 
 def _ignore_motion(model: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
@@ -438,6 +450,9 @@ def insert_fusion(model: nn.Module, fusion: str, reduce: Reduce, where: Where = 
     model.temporal_fusion = fusion
     model.temporal_reduce = reduce
     first_conv.register_forward_pre_hook(_check_stem)
+    # repr shows the surgery: an instance attribute in front of the class's extra_repr (a partial of a
+    # module-level function, so the model still pickles and deep-copies)
+    object.__setattr__(model, "extra_repr", functools.partial(_extra_repr, model))
     return sites
 
 

@@ -277,3 +277,11 @@ def test_a_checkpoint_rebuilds_its_wrapped_model():
         checkpoint_motion(tvm.resnet18().state_dict())
     nested = nn.Sequential(wrapped).state_dict()
     assert checkpoint_motion(nested, prefix="0.")["T"] == 3
+
+
+def test_repr_shows_the_motion_and_the_surgery():
+    wrapped = wrap(tvm.resnet18(num_classes=3), "translate_x:0.1,rotate:5", T=3, fusion="tsm")
+    assert "genotype='translate_x:0.1,rotate:5.0', T=3, frames='centered', fusion='tsm', reduce=None, sites=8" in (
+        repr(wrapped).splitlines()[1])
+    assert "genotype" in repr(copy.deepcopy(wrapped)).splitlines()[1]
+    assert "fusion='gsf', reduce='mean', sites=8" in repr(temporalize(tvm.resnet18(), "gsf")).splitlines()[1]
