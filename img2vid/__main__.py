@@ -12,12 +12,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .experiments.arms import ARMS
-from .experiments.config import MAGNITUDES
-from .experiments.datasets import DATASETS
-from .experiments.networks import NETWORKS
-
 __all__ = ["main"]
+
+# The demo's names, spelt out here so that ``preview`` and ``--help`` do not import the benchmark
+# (``img2vid.experiments``); tests/test_cli.py checks that they are the benchmark's own.
+DATASETS = ("digits", "fashion-mnist", "imagefolder")
+NETWORKS = ("small", "resnet18")
+MAGNITUDES = ("default", "authors", "learn")
+ARMS = ("baseline", "augment", "replica", "das", "das-tsm", "autoaugment", "randaugment", "trivialaugment", "random",
+        "fixed", "baseline-xT")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -99,8 +102,8 @@ def _preview(args: argparse.Namespace) -> int:
     import PIL.Image
     from torchvision.transforms.v2 import functional as TF
 
-    from .experiments.pictures import clip_strip
     from .genotype import Genotype
+    from .pictures import clip_strip
     from .video import ImageToVideo
 
     genotype = Genotype.parse(args.genotype)

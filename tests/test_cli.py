@@ -144,3 +144,32 @@ def test_python_dash_m_runs(image_file, tmp_path):
                            str(image_file), "-o", str(out)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert out.is_file()
+
+
+def test_preview_and_help_do_not_import_the_benchmark(image_file, tmp_path):
+    code = (
+        "import sys\n"
+        "from img2vid.__main__ import main\n"
+        f"main(['preview', '--genotype', 'rotate:5', '--image', {str(image_file)!r}, '-o', "
+        f"{str(tmp_path / 'clip.png')!r}])\n"
+        "for argv in (['--help'], ['preview', '--help'], ['demo', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(name for name in sys.modules if name.startswith('img2vid.experiments')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "clip.png").is_file()
+
+
+def test_the_demo_names_in_the_parser_are_the_benchmarks():
+    from img2vid import __main__ as cli
+    from img2vid.experiments import arms, config, datasets, networks
+
+    assert cli.DATASETS == tuple(datasets.DATASETS)
+    assert cli.NETWORKS == tuple(networks.NETWORKS)
+    assert cli.MAGNITUDES == tuple(config.MAGNITUDES)
+    assert cli.ARMS == tuple(arms.ARMS)

@@ -18,11 +18,12 @@ from typing import Any, Callable
 import torch
 
 from ..genotype import Genotype
+from ..pictures import clip_strip
 from ..video import ImageToVideo
 from .arms import VIDEO_ARMS, build_arm, move_magnitudes, non_identity_steps, random_genotype
 from .config import ExperimentConfig
 from .networks import build_network
-from .pictures import clip_strip, save_rf_pictures
+from .pictures import save_rf_pictures
 from .report import format_table, save_chart, summarize, verdict, write_results
 from .search import search_motion
 from .training import evaluate, progress_bar, train

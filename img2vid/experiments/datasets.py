@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..data import cluttered_digits
+from .digits import cluttered_digits
 
 __all__ = ["DATASETS", "DEBIAN_FASHION_MNIST", "Task", "draw_per_class", "load_task"]
 
