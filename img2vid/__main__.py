@@ -23,9 +23,14 @@ ARMS = ("baseline", "augment", "replica", "das", "das-tsm", "autoaugment", "rand
         "fixed", "baseline-xT")
 
 
+def _program() -> str:
+    """The name the user typed: ``img2vid`` for the console script, else ``python -m img2vid``."""
+    return "img2vid" if Path(sys.argv[0]).stem == "img2vid" else "python -m img2vid"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m img2vid",
+        prog=_program(),
         description='img2vid: "Your Image is My Video" (Casarin et al., CVPR 2024).',
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,preview}")
@@ -67,12 +72,14 @@ def _parser() -> argparse.ArgumentParser:
 
     preview = commands.add_parser(
         "preview",
-        help="see a genotype's clip on an image file (PNG strip of the frames)",
-        description="Turn an image into a clip with ImageToVideo and save its frames side by side as a PNG.",
+        help="see a genotype's clip on an image file (a strip of the frames)",
+        description="Turn an image into a clip with ImageToVideo and save its frames side by side as a picture "
+        "(PNG, JPEG, WebP, ... as the suffix of -o says).",
     )
     preview.add_argument("--genotype", required=True, help='the motion, e.g. "translate_x:0.1,rotate:5"')
     preview.add_argument("--image", required=True, type=Path, help="any image file PIL can read")
-    preview.add_argument("-o", "--output", required=True, type=Path, help="the PNG to write")
+    preview.add_argument("-o", "--output", required=True, type=Path,
+                         help="the picture to write; its suffix picks the format (.png, .jpg, .webp, ...)")
     preview.add_argument("--T", type=int, default=5, help="frames per clip (default: 5)")
     preview.add_argument("--frames", choices=["centered", "forward"], default="centered",
                          help="frame powers: centered (middle frame = image) or forward (Eq. 7)")
@@ -107,6 +114,7 @@ def _preview(args: argparse.Namespace) -> int:
     from .video import ImageToVideo
 
     genotype = Genotype.parse(args.genotype)
+    picture_format = _picture_format(args.output)
     if args.T < 1:
         raise ValueError(f"--T must be >= 1, got {args.T}")
     if args.zoom < 1:
@@ -124,10 +132,21 @@ def _preview(args: argparse.Namespace) -> int:
         image = TF.resize(image, [args.size], antialias=True)
     clip = ImageToVideo(genotype, args.T, frames=args.frames)(TF.to_dtype(image, scale=True))
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    clip_strip(clip, zoom=args.zoom).save(args.output, format="PNG")
+    clip_strip(clip, zoom=args.zoom).save(args.output, format=picture_format)
     print(f"wrote {args.output}: {args.T} frames of '{genotype}' on {args.image.name} "
           f"({image.shape[-1]}x{image.shape[-2]})")
     return 0
+
+
+def _picture_format(path: Path) -> str:
+    """The PIL format that writes files with ``path``'s suffix (``.jpg`` -> ``JPEG``); else a ``ValueError``."""
+    import PIL.Image
+
+    found = PIL.Image.registered_extensions().get(path.suffix.lower())
+    if found is None or found not in PIL.Image.SAVE:
+        raise ValueError(f"-o {str(path)!r}: PIL writes no picture format with the suffix {path.suffix!r}; "
+                         "use e.g. .png, .jpg or .webp")
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -138,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _demo(args) if args.command == "demo" else _preview(args)
     except (ValueError, ImportError, OSError) as error:  # FileNotFoundError is an OSError
         parser.exit(2, f"{parser.prog} {args.command}: error: {error}\n")
+    except KeyboardInterrupt:  # Ctrl-C: the demo has already said what it left behind
+        parser.exit(130, f"{parser.prog} {args.command}: interrupted\n")
     return 2  # pragma: no cover - parser.exit raises
 
 
