@@ -24,7 +24,7 @@ from .arms import VIDEO_ARMS, build_arm, move_magnitudes, non_identity_steps, ra
 from .config import ExperimentConfig
 from .networks import build_network
 from .pictures import save_rf_pictures
-from .report import format_table, save_chart, summarize, verdict, write_results
+from .report import format_table, save_chart, staged_output, summarize, verdict, write_results
 from .search import search_motion
 from .training import evaluate, progress_bar, train
 
@@ -80,15 +80,29 @@ def agreement(genotypes: list[str], size: int) -> dict[str, Any]:
 
 def run_benchmark(config: ExperimentConfig, out: str | Path, *, device: str | torch.device = "cpu",
                   progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run ``config`` and write its files into ``out``; returns the content of ``results.json``."""
+    """Run ``config`` and write its files into ``out``; returns the content of ``results.json``.
+
+    ``out`` is new, empty, or a previous run's folder (:data:`~img2vid.experiments.report.OUTPUT_FILES`
+    only). The files are written beside it and moved into place together at the end
+    (:func:`~img2vid.experiments.report.staged_output`): a run stopped early (Ctrl-C) or failing leaves
+    ``out`` as it was, and a complete run replaces the previous one's files all at once.
+    """
     try:
         device = torch.device(device)
     except RuntimeError:
         raise ValueError(f"--device {str(device)!r} is not a torch device; use e.g. cpu, cuda or cuda:1") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but torch.cuda.is_available() is False")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with staged_output(out, log) as staging:
+        result = _run(config, staging, device, progress, log)
+    log(f"wall time {result['wall_s']:.0f} s; wrote {', '.join(sorted(p.name for p in Path(out).iterdir()))} "
+        f"to {out}")
+    return result
+
+
+def _run(config: ExperimentConfig, out: Path, device: torch.device, progress: bool,
+         log: Callable[[str], None]) -> dict[str, Any]:
+    """The run itself, in protocol order, writing its files into ``out``."""
     started = time.perf_counter()
     arms = list(config.arms)
 
@@ -187,6 +201,5 @@ def run_benchmark(config: ExperimentConfig, out: str | Path, *, device: str | to
     write_results(result, out)
     log(format_table(rows))
     log(closing)
-    log(f"wall time {result['wall_s']:.0f} s; wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}")
     return result
 

@@ -140,3 +140,61 @@ def test_config_and_presets():
         ExperimentConfig(fixed="wobble:3")
     with pytest.raises(ValueError, match="cpu, cuda"):
         benchmark.run_benchmark(ExperimentConfig(**TINY), "unused", device="tpu")
+
+
+# --------------------------------------------------------------------------------------------------
+# The output folder: never half old, half new
+# --------------------------------------------------------------------------------------------------
+
+FAST = {**TINY, "arms": ("baseline",), "seeds": 1}
+
+
+def _previous_run(folder):
+    """A folder as a previous run left it (a few of its files, recognisable contents)."""
+    folder.mkdir()
+    files = {"results.json": '{"run": "previous"}\n', "genotype.json": '"previous"\n', "results.csv": "previous\n"}
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return files
+
+
+def test_an_interrupted_run_leaves_the_previous_folder_as_it_was(tmp_path, monkeypatch, one_thread):
+    out = tmp_path / "out"
+    files = _previous_run(out)
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    # Late in the run: genotype.json and clips.png are already written by then.
+    monkeypatch.setattr(benchmark, "save_chart", ctrl_c)
+    lines = []
+    with pytest.raises(KeyboardInterrupt):
+        benchmark.run_benchmark(ExperimentConfig(**FAST), out, progress=False, log=lines.append)
+    assert {p.name: p.read_text() for p in out.iterdir()} == files
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # the partial folder beside it is gone
+    assert any("left as it was" in line for line in lines)
+
+
+def test_a_complete_rerun_replaces_the_previous_files_whole_and_says_so(tmp_path, one_thread):
+    from img2vid.experiments.report import OUTPUT_FILES
+
+    out = tmp_path / "out"
+    _previous_run(out)
+    lines = []
+    result = benchmark.run_benchmark(ExperimentConfig(**FAST), out, progress=False, log=lines.append)
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
+    assert json.loads((out / "results.json").read_text())["table"] == json.loads(json.dumps(result["table"]))
+    assert Genotype.from_json((out / "genotype.json").read_text()) == Genotype("identity")
+    replaced = [line for line in lines if line.startswith("replaced the previous run in")]
+    assert len(replaced) == 1 and replaced[0].endswith("genotype.json, results.csv, results.json")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_folder_holding_other_files_is_refused_before_any_work(tmp_path, monkeypatch):
+    (tmp_path / "notes.txt").write_text("mine")
+    monkeypatch.setattr(config, "load_task", lambda *args, **kwargs: pytest.fail("the run started"))
+    with pytest.raises(ValueError, match=r"holds files a run does not write \(notes\.txt\)"):
+        benchmark.run_benchmark(ExperimentConfig(**TINY), tmp_path, progress=False, log=lambda _: None)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    with pytest.raises(ValueError, match="is a file"):
+        benchmark.run_benchmark(ExperimentConfig(**TINY), tmp_path / "notes.txt", progress=False, log=lambda _: None)
