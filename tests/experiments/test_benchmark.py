@@ -2,6 +2,8 @@
 
 import csv
 import json
+import shutil
+import subprocess
 
 import pytest
 import torch
@@ -198,3 +200,45 @@ def test_a_folder_holding_other_files_is_refused_before_any_work(tmp_path, monke
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
     with pytest.raises(ValueError, match="is a file"):
         benchmark.run_benchmark(ExperimentConfig(**TINY), tmp_path / "notes.txt", progress=False, log=lambda _: None)
+
+
+# --------------------------------------------------------------------------------------------------
+# What results.json says about the run
+# --------------------------------------------------------------------------------------------------
+
+
+def _git_commit(folder):
+    git = ["git", "-C", str(folder), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "first"], check=True)
+    return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_commit_recorded_is_img2vids_own_never_the_users_repository(tmp_path, monkeypatch):
+    import img2vid
+
+    # img2vid installed into a virtual environment inside the user's own repository.
+    user = tmp_path / "user"
+    package = user / "venv" / "lib" / "python3.11" / "site-packages" / "img2vid"
+    (package / "experiments").mkdir(parents=True)
+    (user / "pyproject.toml").write_text('[project]\nname = "my-app"\n')
+    _git_commit(user)
+    monkeypatch.setattr(benchmark, "__file__", str(package / "experiments" / "benchmark.py"))
+    info = benchmark.machine(torch.device("cpu"))
+    assert info["commit"] is None and info["img2vid"] == img2vid.__version__
+    # Even where the folder above the package names itself img2vid, it must be the git top level.
+    (package.parent / "pyproject.toml").write_text('[project]\nname = "img2vid"\n')
+    assert benchmark.machine(torch.device("cpu"))["commit"] is None
+    # img2vid's own checkout: its commit.
+    checkout = tmp_path / "checkout"
+    (checkout / "img2vid" / "experiments").mkdir(parents=True)
+    (checkout / "img2vid" / "__init__.py").write_text("")
+    (checkout / "pyproject.toml").write_text('[project]\nname = "img2vid"\n')
+    head = _git_commit(checkout)
+    monkeypatch.setattr(benchmark, "__file__", str(checkout / "img2vid" / "experiments" / "benchmark.py"))
+    commit = benchmark.machine(torch.device("cpu"))["commit"]
+    assert len(commit) >= 7 and head.startswith(commit)
+    (checkout / "img2vid" / "__init__.py").write_text("# changed\n")
+    assert benchmark.machine(torch.device("cpu"))["commit"] == commit + "-dirty"
