@@ -67,15 +67,21 @@ def summarize(per_seed: dict[str, dict[str, list[Any]]], arms: list[str]) -> lis
 
 
 def verdict(rows: list[dict[str, Any]]) -> str:
-    """The closing sentence, worded from each arm's paired 95 % interval against the baseline."""
+    """The closing sentence, worded from each arm's paired 95 % interval against the baseline (with one
+    seed there is no interval: the sentence gives each arm's difference and says so)."""
+    seeds = rows[0]["seeds"]
+    others = [row for row in rows if row["arm"] != "baseline"]
+    if not others:
+        return "Only the baseline ran: no arm to compare with it."
+    if seeds == 1:
+        return ("Against the baseline, on one seed (no interval; two or more seeds give paired 95 % intervals), "
+                "test-accuracy difference: "
+                + "; ".join(f"{row['arm']}: {100 * row['diff_vs_baseline_mean']:+.1f} points" for row in others) + ".")
     parts = []
-    for row in rows:
-        if row["arm"] == "baseline":
-            continue
+    for row in others:
         low, high = row["diff_vs_baseline_ci95"]
         interval = "no interval" if math.isnan(low) else f"[{100 * low:+.1f}, {100 * high:+.1f}]"
         parts.append(f"{row['arm']}: {row['verdict_vs_baseline']} ({interval} points)")
-    seeds = rows[0]["seeds"]
     return (f"Against the baseline, paired over {seeds} seeds (95 % Student-t interval of the test-accuracy "
             "difference): " + "; ".join(parts) + ".")
 

@@ -15,6 +15,7 @@ from img2vid import Genotype
 from img2vid.experiments import benchmark, config, training
 from img2vid.experiments.arms import ARMS
 from img2vid.experiments.config import ExperimentConfig, preset
+from img2vid.experiments.report import summarize, verdict
 
 TINY = dict(per_class=2, width=4, T=3, epochs=1, batch_size=8, seeds=2, nodes=1, warmup_epochs=1, search_epochs=1,
             fine_tune_epochs=0, recalibrate_images=8, erf_samples=1, test_limit=40)
@@ -242,3 +243,19 @@ def test_the_commit_recorded_is_img2vids_own_never_the_users_repository(tmp_path
     assert len(commit) >= 7 and head.startswith(commit)
     (checkout / "img2vid" / "__init__.py").write_text("# changed\n")
     assert benchmark.machine(torch.device("cpu"))["commit"] == commit + "-dirty"
+
+
+def _rows(baseline, das):
+    per_seed = {arm: {"test": test, "val": test, "train": test, "wall_s": [1.0] * len(test),
+                      "genotype": [""] * len(test)} for arm, test in (("baseline", baseline), ("das", das))}
+    return summarize(per_seed, ["baseline", "das"])
+
+
+def test_the_verdict_with_one_seed_and_with_several():
+    one = verdict(_rows([0.50], [0.52]))
+    assert one == ("Against the baseline, on one seed (no interval; two or more seeds give paired 95 % intervals), "
+                   "test-accuracy difference: das: +2.0 points.")
+    # Two seeds, unchanged: differences 2 and 4 points, t(0.975, 1) = 12.706, half width 12.706 * 1.414 / 1.414.
+    two = verdict(_rows([0.50, 0.60], [0.52, 0.64]))
+    assert two == ("Against the baseline, paired over 2 seeds (95 % Student-t interval of the test-accuracy "
+                   "difference): das: no difference resolved ([-9.7, +15.7] points).")
