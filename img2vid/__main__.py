@@ -67,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true",
                       help="smallest configuration: every step runs, figures meaningless (a few minutes on CPU)")
     demo.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    demo.add_argument("--out", default="img2vid-demo", type=Path, help="output folder (default: img2vid-demo)")
+    demo.add_argument("--out", default="img2vid-demo", type=Path,
+                      help="output folder: new, empty or a previous run's, replaced whole once the run completes and "
+                      "left as it was if the run stops early (default: img2vid-demo)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     preview = commands.add_parser(

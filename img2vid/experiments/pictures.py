@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 from ..rf import empirical_rf, rf_spread, save_rf_figure
