@@ -5,13 +5,13 @@ network by temporal fusion (:func:`temporalize`); :func:`wrap` does both in one 
 itself is found by differentiable search (:func:`searchable_stem`, :func:`derive_genotype`).
 """
 
-from . import functional, fusion, rf, search
+from . import functional, fusion, rf, search, sites
 from .genotype import Genotype
 from .ops import OPS
 from .search import derive_genotype, searchable_stem
 from .temporalize import temporalize
 from .video import ImageToVideo
-from .wrap import wrap
+from .wrap import checkpoint_motion, wrap
 
 __version__ = "0.1.0"
 
@@ -20,12 +20,14 @@ __all__ = [
     "Genotype",
     "ImageToVideo",
     "__version__",
+    "checkpoint_motion",
     "derive_genotype",
     "functional",
     "fusion",
     "rf",
     "search",
     "searchable_stem",
+    "sites",
     "temporalize",
     "wrap",
 ]

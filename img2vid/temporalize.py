@@ -1,48 +1,57 @@
 """temporalize: any 2D CNN or vision transformer becomes a video network, in one call, without losing
 its weights.
 
-The surgery edits the model in place and returns it:
+The surgery edits the model in place and returns it, through module hooks only (no class changes):
 
-1. **Sites.** Fusion modules go on *sites*, layers that see frame batches ``(B*T, C, H, W)``. TSM
-   shifts a site's input; GSF (and ``"none"``) fuses its output. By default the sites are found per
-   *block* (see :func:`default_sites`): TSM on the input of a block's first branch convolution, GSF
-   after its last branch convolution. For torchvision ResNet/ResNeXt/Wide-ResNet blocks these are the
-   reference placements (TSM ``"blockres"`` on ``conv1``; GSF after ``conv2`` of a ``BasicBlock`` or
-   ``conv3`` of a ``Bottleneck``, before its BN). In a vision transformer the site is each block's
-   norm before attention, and the token fusions (:mod:`img2vid.fusion.token_shift`) act on its input.
-2. **Names are kept.** A site keeps its class's behaviour and every parameter name; it gains one
-   child, ``fusion``, and its class becomes a subclass of the original (``nn.Conv2d`` ->
-   ``TemporalConv2d``). The model's class likewise becomes a subclass (``ResNet`` ->
-   ``TemporalResNet``), so ``isinstance(model, ResNet)`` still holds, ``model.fc`` is still there and
-   a checkpoint of the 2D model loads with ``strict=False``, missing only ``*.fusion.*`` keys.
-3. **Clips in.** The model then takes clips ``(B, T, C, H, W)``; ``T`` is read from each input, the
-   frames run as one ``(B*T, C, H, W)`` batch, and per-frame outputs are averaged over ``T``
-   (``reduce="mean"``) or returned with a ``T`` axis after ``B`` (``reduce=None``).
+1. **Sites.** Fusion modules go on *sites*, layers that see frame batches ``(B*T, C, H, W)``
+   (found by :mod:`img2vid.sites`, or named with ``where=``). Each site gains one child, ``fusion``,
+   and one hook: a forward pre-hook when the fusion acts on the site's input (TSM), a forward hook
+   when it acts on its output (GSF, ``"none"``). The site's class, attributes and parameter names
+   are untouched.
+2. **The root.** The model gets a forward pre-hook that takes the clip ``(B, T, C, H, W)``, opens a
+   :class:`Call` (its ``B`` and ``T``) for the current thread and hands the frames ``(B*T, C, H, W)``
+   to the model's own forward, and a forward hook (``always_call``) that closes the call and gives
+   the per-frame outputs a ``T`` axis, averaged (``reduce="mean"``) or kept (``reduce=None``).
+3. **T travels with the call.** A site's hook reads the innermost open call of its thread
+   (:func:`current_call`) to view its frames as clips; no module attribute holds ``T``, so one model
+   serves concurrent threads with any ``T``. A site that sees another batch than its call's ``B*T``
+   frames, or runs outside a temporalized model's forward, raises.
+
+``isinstance(model, ResNet)`` holds because the model *is* a ResNet; a checkpoint of the 2D model
+loads with ``strict=False``, missing only ``*.fusion.*`` keys; hooks are module-level functions, so
+the model pickles, deep-copies, compiles and exports as it did. See ``docs/design.md``.
 """
 
 from __future__ import annotations
 
-import re
+import contextlib
+import threading
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Callable, Optional, Union, cast
+from typing import Any, Callable, NamedTuple, Optional, Union
 
+import torch
 from einops import rearrange
 from torch import Tensor, nn
-from torch.nn.modules.module import _EXTRA_STATE_KEY_SUFFIX as _EXTRA_STATE
-from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from .fusion import FUSIONS, make_fusion
+from .fusion import FUSIONS, TOKEN_FUSIONS, make_fusion
+from .sites import default_sites, transformer_blocks
+from .training_check import watch_fusion
 
 __all__ = [
-    "Mixin",
-    "Temporal",
-    "TemporalSite",
-    "default_sites",
+    "Call",
+    "close_call",
+    "current_call",
+    "insert_fusion",
+    "is_site",
     "is_temporal",
+    "map_named_outputs",
     "map_outputs",
-    "mix_in",
+    "open_call",
+    "per_frame",
+    "reduce_frames",
+    "temporal_call",
     "temporalize",
-    "transformer_blocks",
 ]
 
 Where = Union[Iterable[str], Callable[[str, nn.Module], bool], None]
@@ -50,153 +59,166 @@ Reduce = Optional[str]
 
 _REDUCES = ("mean", None)
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
-# Children with these names are heads (they see pooled or final features) and stay 2D.
-HEAD_NAMES = frozenset({"classifier", "aux_classifier", "AuxLogits", "fc", "head", "heads"})
-# Children of a block with these names are its shortcut, not its residual branch.
-SHORTCUT_NAMES = frozenset({"downsample", "proj", "shortcut", "skip"})
-# Transformer blocks whose norm follows the attention (Swin V2's "res-post-norm"), though registered first.
-POST_NORM_BLOCKS = frozenset({"SwinTransformerBlockV2", "SwinTransformerV2Block"})
-# The TSM reference shifts every other block when a ResNet stage is this deep (ResNet-101/152).
-_TSM_DEEP_STAGE = 23
+_FUSION_CLASSES = tuple({*FUSIONS.values(), *TOKEN_FUSIONS.values()})
 
 
 # --------------------------------------------------------------------------------------------------
-# Class swapping: a module becomes an instance of a subclass of its own class, so its parameter
-# names, attributes and isinstance checks survive. Like torch.nn.utils.parametrize, the subclass is
-# made on the fly (cached per class); unlike it, instances still pickle and deepcopy, through
-# __reduce_ex__, which rebuilds the subclass from importable classes.
+# The call: what one forward of a temporalized model tells its sites
 # --------------------------------------------------------------------------------------------------
 
-_SUBCLASSES: dict[tuple[type, ...], type] = {}
 
-
-def _swapped_class(chain: tuple[type, ...]) -> type:
-    """The class ``chain[0](chain[1](...(chain[-1])))``: mixins over an original module class."""
-    if chain not in _SUBCLASSES:
-        *mixins, original = chain
-        base = _swapped_class(tuple(chain[1:])) if len(mixins) > 1 else original
-        name = f"{getattr(mixins[0], 'prefix', '')}{original.__name__}"
-        _SUBCLASSES[chain] = type(name, (mixins[0], base), {"_chain": chain, "__module__": __name__})
-    return _SUBCLASSES[chain]
-
-
-def _rebuild(chain: tuple[type, ...]) -> nn.Module:
-    cls: Any = _swapped_class(chain)
-    return cls.__new__(cls)
-
-
-class Mixin(nn.Module):
-    """Base of the classes :func:`mix_in` mixes into a module's own class (:class:`TemporalSite`,
-    :class:`Temporal`, :class:`~img2vid.wrap.Wrapped`); pickles and deepcopies their instances.
+class Call(NamedTuple):
+    """One forward call of a temporalized model, as its sites see it.
 
     Attributes:
-        prefix: put before the original class name (``"Temporal"``: ``ResNet`` -> ``TemporalResNet``).
+        model: the temporalized model whose forward is running.
+        batch: ``B``, the clips in the call.
+        T: frames per clip.
     """
 
-    prefix = ""
-    _chain: tuple[type, ...]
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        return _rebuild, (self._chain,), self.__dict__.copy()
+    model: nn.Module
+    batch: int
+    T: int
 
 
-def mix_in(module: nn.Module, mixin: type[Mixin]) -> None:
-    """Make ``module`` an instance of a subclass of its own class with ``mixin`` in front, in place:
-    its attributes, parameter names and ``isinstance`` checks are kept; ``mixin`` overrides methods
-    and calls the original ones through ``super()``."""
-    chain = getattr(type(module), "_chain", (type(module),))
-    module.__class__ = _swapped_class((mixin, *chain))
+# Per thread, the stack of open calls, innermost last (a temporalized model may run inside another's
+# forward). Thread-local like torch.no_grad and autocast; torch.compile traces its reads and writes.
+_calls = threading.local()
+
+
+def current_call() -> Call | None:
+    """The innermost temporalized forward running in this thread, or ``None`` outside any."""
+    stack = getattr(_calls, "stack", ())
+    return stack[-1] if stack else None
+
+
+def _open(call: Call) -> None:
+    _calls.stack = (*getattr(_calls, "stack", ()), call)
+
+
+def _close(model: nn.Module) -> Call | None:
+    """Close ``model``'s innermost call and return it (``None`` if its forward never opened one)."""
+    stack = getattr(_calls, "stack", ())
+    if not stack or stack[-1].model is not model:
+        return None
+    _calls.stack = stack[:-1]
+    return stack[-1]
+
+
+@contextlib.contextmanager
+def temporal_call(model: nn.Module, batch: int, T: int) -> Iterator[Call]:
+    """Run a temporalized ``model``'s parts (e.g. one site) outside its forward, as inside a call of
+    ``batch`` clips of ``T`` frames: what the model's forward does around its own body.
+
+    Example:
+        >>> with temporal_call(model, batch=2, T=3):
+        ...     out = model.layer1[0].conv1(frames)  # frames: (2 * 3, 64, H, W)
+    """
+    call = Call(model, int(batch), int(T))
+    _open(call)
+    try:
+        yield call
+    finally:
+        _close(model)
 
 
 # --------------------------------------------------------------------------------------------------
-# The modules
+# The hooks (module-level functions: they pickle and deep-copy by reference)
 # --------------------------------------------------------------------------------------------------
 
 
-class TemporalSite(Mixin):
-    """A layer with a fusion module on its input or output (mixed into the layer's own class).
+def _fuse(site: nn.Module, frames: Any) -> Tensor:
+    """View a site's frames ``(B*T, ...)`` as clips of the current call, fuse, and flatten back."""
+    call = current_call()
+    if call is None:
+        raise RuntimeError(
+            f"a fusion site ({type(site).__name__}) runs only inside its temporalized model's forward, "
+            "which tells it T; call the whole model, or wrap a standalone call in "
+            "img2vid.temporalize.temporal_call(model, batch, T)"
+        )
+    if not isinstance(frames, Tensor) or frames.ndim < 2 or frames.shape[0] != call.batch * call.T:
+        shape = tuple(frames.shape) if isinstance(frames, Tensor) else type(frames).__name__
+        raise ValueError(
+            f"a fusion site ({type(site).__name__}) expects the call's B*T = {call.batch}*{call.T} = "
+            f"{call.batch * call.T} frames on the batch axis, got {shape}; a model that folds patches or "
+            "views into the batch needs its sites chosen (where=) where the batch holds the frames only"
+        )
+    # (B*T, C, H, W) for a CNN, (B*T, N, D) or (B*T, H, W, D) tokens for a transformer
+    clip = rearrange(frames, "(b t) ... -> b t ...", t=call.T)
+    return rearrange(site.fusion(clip), "b t ... -> (b t) ...")
 
-    The layer still sees and returns frame batches; only around the fusion module are they viewed as
-    clips, with ``T`` set by the enclosing :class:`Temporal` model for the duration of its forward
-    (``None`` outside it: a site called on its own raises instead of using a stale ``T``).
 
-    Shape:
-        - Input and output: the layer's, with ``B*T`` frames on the batch axis.
+def _fuse_input(site: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Forward pre-hook of a site whose fusion acts on its input (TSM)."""
+    return (_fuse(site, args[0]), *args[1:])
+
+
+def _fuse_output(site: nn.Module, args: tuple[Any, ...], out: Any) -> Tensor:
+    """Forward hook of a site whose fusion acts on its output (GSF, ``"none"``)."""
+    return _fuse(site, out)
+
+
+def open_call(model: nn.Module, clip: Tensor) -> Tensor:
+    """Open a call of ``model`` for ``clip`` and return its frames. Shape: ``(B, T, C, H, W) -> (B*T, C, H, W)``."""
+    _open(Call(model, clip.shape[0], clip.shape[1]))
+    return rearrange(clip, "b t c h w -> (b t) c h w")
+
+
+def close_call(model: nn.Module, out: Any) -> Any:
+    """Close ``model``'s call and give its per-frame outputs a ``T`` axis, ``(B*T, ...) -> (B, T, ...)``.
+
+    ``None`` (the model's forward raised, or never ran) closes the call and returns ``None``.
     """
-
-    prefix = "Temporal"
-    fusion: nn.Module
-    T: int | None
-
-    def _fuse(self, frames: Tensor) -> Tensor:
-        T = self.T
-        if T is None:
-            raise RuntimeError("a fusion site runs only inside its temporalized model's forward (T unknown)")
-        if not isinstance(frames, Tensor) or frames.ndim < 2 or frames.shape[0] % T:
-            shape = tuple(frames.shape) if isinstance(frames, Tensor) else type(frames).__name__
-            raise ValueError(f"a fusion site expects frames (B*T, ...) with T = {T}, got {shape}")
-        # (B*T, C, H, W) for a CNN, (B*T, N, D) or (B*T, H, W, D) tokens for a transformer
-        clip = rearrange(frames, "(b t) ... -> b t ...", t=T)
-        return rearrange(self.fusion(clip), "b t ... -> (b t) ...")
-
-    def forward(self, x: Any, *args: Any, **kwargs: Any) -> Any:
-        at = self.fusion.at
-        if at == "input":
-            x = self._fuse(x)
-        out = super().forward(x, *args, **kwargs)
-        return self._fuse(out) if at == "output" else out
+    call = _close(model)
+    if call is None or out is None:
+        return None
+    return per_frame(out, call.batch, call.T, None)
 
 
-class Temporal(Mixin):
-    """A temporalized model (mixed into the model's own class): clips in, frame-averaged outputs out.
-
-    Attributes:
-        temporal_sites: names of the layers that got a fusion module.
-        temporal_fusion: the fusion's name (``"gsf"``, ``"tsm"`` or ``"none"``).
-        temporal_reduce: ``"mean"`` or ``None``.
-        temporal_in_channels: ``in_channels`` of the first ``nn.Conv2d``, used to check clip layouts.
-
-    Shape:
-        - Input: ``(B, T, C, H, W)``, any ``T >= 1``.
-        - Output: the 2D model's output for each frame, averaged over ``T`` (``reduce="mean"``), or
-          with ``T`` after ``B`` (``reduce=None``), per key for dicts and per item for tuples.
-    """
-
-    prefix = "Temporal"
-    temporal_sites: tuple[str, ...]
-    temporal_fusion: str
-    temporal_reduce: Reduce
-    temporal_in_channels: int
-    _temporal_first_conv: str
-
-    def forward(self, clip: Any, *args: Any, **kwargs: Any) -> Any:
-        _check_clip(clip, self.temporal_in_channels, self._temporal_first_conv)
-        batch, T = clip.shape[:2]
-        # The sites by name (not a walk over every module), so a replaced site module still counts.
-        sites = [cast(TemporalSite, self.get_submodule(name)) for name in self.temporal_sites]
-        for site in sites:
-            site.T = T
-        try:
-            out = super().forward(rearrange(clip, "b t c h w -> (b t) c h w"), *args, **kwargs)
-        finally:  # T exists only during this forward
-            for site in sites:
-                site.T = None
-        return per_frame(out, batch, T, self.temporal_reduce)
-
-    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
-        unexpected_keys = args[3]  # (local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
-        super()._load_from_state_dict(state_dict, prefix, *args)
-        # A wrapped checkpoint's motion (its extra state) is for wrap: a model that takes clips ignores it.
-        if prefix + _EXTRA_STATE in unexpected_keys:
-            unexpected_keys.remove(prefix + _EXTRA_STATE)
-
-    def extra_repr(self) -> str:
-        own = f"fusion={self.temporal_fusion!r}, reduce={self.temporal_reduce!r}, sites={len(self.temporal_sites)}"
-        base = super().extra_repr()
-        return f"{base}, {own}" if base else own
+def _clips_in(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict]:
+    """Forward pre-hook of a temporalized model: clip in, frames to the model's own forward."""
+    if not args:
+        raise TypeError(f"a temporalized {type(model).__name__} takes the clip (B, T, C, H, W) as its first "
+                        "positional argument")
+    _check_clip(args[0], model)
+    return (open_call(model, args[0]), *args[1:]), kwargs
 
 
-def _check_clip(clip: Any, in_channels: int, first_conv: str) -> None:
+def _frames_out(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> Any:
+    """Forward hook (``always_call``) of a temporalized model: close the call, reduce over ``T``."""
+    clips = close_call(model, out)
+    return None if clips is None else reduce_frames(clips, model.temporal_reduce)
+
+
+def _ignore_motion(model: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Load-state-dict pre-hook of a temporalized model: a wrapped checkpoint's motion (its
+    ``"_extra_state"``) is for :func:`~img2vid.wrap`; a model that takes clips has none and drops it."""
+    state = state_dict.get(prefix + "_extra_state")
+    if isinstance(state, dict) and "genotype" in state:
+        del state_dict[prefix + "_extra_state"]
+
+
+def _check_stem(conv: nn.Conv2d, args: tuple[Any, ...]) -> None:
+    """Forward pre-hook of the model's first registered ``Conv2d``: inside a call, frames with another
+    channel count than the conv takes get an error that says where they came from. (That conv need not
+    be the stem: then it sees features of its own width, and nothing is refused.)"""
+    call, frames = current_call(), args[0] if args else None
+    expected = conv.in_channels
+    if call is None or not isinstance(frames, Tensor) or frames.ndim != 4 or not expected:
+        return
+    if frames.shape[1] == expected:
+        return
+    if hasattr(call.model, "image_to_video"):
+        raise ValueError(f"the wrapped {type(call.model).__name__} takes images with C = {expected} channels "
+                         f"(in_channels of its first Conv2d), got {frames.shape[1]}")
+    hint = ("; a (B, C, T, H, W) clip must be permuted first: clip.transpose(1, 2)" if call.T == expected
+            else "")
+    raise ValueError(f"the temporalized {type(call.model).__name__} takes clips (B, T, C, H, W) with C = "
+                     f"{expected} (in_channels of its first Conv2d), got a clip of shape "
+                     f"{(call.batch, call.T, *frames.shape[1:])}{hint}")
+
+
+def _check_clip(clip: Any, model: nn.Module) -> None:
     if not isinstance(clip, Tensor):
         raise TypeError(f"a temporalized model takes a clip tensor (B, T, C, H, W), got {type(clip).__name__}")
     if clip.ndim == 4:
@@ -206,14 +228,13 @@ def _check_clip(clip: Any, in_channels: int, first_conv: str) -> None:
         )
     if clip.ndim != 5:
         raise ValueError(f"a temporalized model takes clips (B, T, C, H, W), got shape {tuple(clip.shape)}")
-    if clip.shape[2] != in_channels:
-        raise ValueError(
-            f"expected clips (B, T, C, H, W) with C = {in_channels} (in_channels of the first conv "
-            f"{first_conv!r}), got shape {tuple(clip.shape)}; a (B, C, T, H, W) clip must be permuted "
-            "first: clip.transpose(1, 2)"
-        )
-    if clip.shape[1] < 1:
-        raise ValueError(f"expected T >= 1 frames, got shape {tuple(clip.shape)}")
+    if clip.shape[0] < 1 or clip.shape[1] < 1:
+        raise ValueError(f"expected B >= 1 clips of T >= 1 frames, got shape {tuple(clip.shape)}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Outputs
+# --------------------------------------------------------------------------------------------------
 
 
 def map_outputs(out: Any, fn: Callable[[Tensor], Any], what: str = "split") -> Any:
@@ -223,203 +244,93 @@ def map_outputs(out: Any, fn: Callable[[Tensor], Any], what: str = "split") -> A
     Raises:
         TypeError: an output of another type (``what`` names the operation in the message).
     """
+    return map_named_outputs(out, lambda tensor, _: fn(tensor), what)
+
+
+def map_named_outputs(out: Any, fn: Callable[[Tensor, str], Any], what: str = "split", key: str = "output") -> Any:
+    """:func:`map_outputs` with ``fn(tensor, key)``: ``key`` names the tensor's place in the output
+    (``"output"``, ``"output['out']"``, ``"output[1]"``) for error messages."""
     if out is None:
         return None
     if isinstance(out, Tensor):
-        return fn(out)
+        return fn(out, key)
     if isinstance(out, Mapping):
         mapping: Any = type(out)  # dict, OrderedDict ...: keep the model's own type
-        return mapping((key, map_outputs(value, fn, what)) for key, value in out.items())
+        return mapping((k, map_named_outputs(value, fn, what, f"{key}[{k!r}]")) for k, value in out.items())
     if isinstance(out, tuple) and hasattr(out, "_fields"):  # named tuple, e.g. InceptionOutputs
-        return type(out)(*(map_outputs(item, fn, what) for item in out))
+        return type(out)(*(map_named_outputs(item, fn, what, f"{key}.{field}")
+                           for field, item in zip(out._fields, out)))
     if isinstance(out, (tuple, list)):
-        return type(out)(map_outputs(item, fn, what) for item in out)
+        return type(out)(map_named_outputs(item, fn, what, f"{key}[{i}]") for i, item in enumerate(out))
     raise TypeError(f"cannot {what} a model output of type {type(out).__name__}")
 
 
 def per_frame(out: Any, batch: int, T: int, reduce: Reduce) -> Any:
-    """Give per-frame outputs ``(B*T, ...)`` a ``T`` axis, ``(B, T, ...)``, then reduce it.
+    """Give per-frame outputs ``(B*T, ...)`` a ``T`` axis, ``(B, T, ...)``, then reduce it
+    (:func:`reduce_frames`).
 
     Dicts are handled per key, tuples and lists (named tuples too) per item; ``None`` stays ``None``
     (see :func:`map_outputs`).
     """
 
-    def split(frames: Tensor) -> Tensor:
+    def split(frames: Tensor, key: str) -> Tensor:
         if frames.ndim == 0 or frames.shape[0] != batch * T:
             raise ValueError(
-                f"expected a per-frame output with B*T = {batch * T} rows, got shape {tuple(frames.shape)}"
+                f"expected a per-frame {key} with B*T = {batch * T} rows, got shape {tuple(frames.shape)}"
             )
-        clip = rearrange(frames, "(b t) ... -> b t ...", t=T)
-        return clip.mean(1) if reduce == "mean" else clip
+        return rearrange(frames, "(b t) ... -> b t ...", t=T)
 
-    return map_outputs(out, split, "split into frames")
+    return reduce_frames(map_named_outputs(out, split, "split into frames"), reduce)
+
+
+def reduce_frames(clips: Any, reduce: Reduce) -> Any:
+    """Average per-frame outputs ``(B, T, ...)`` over ``T`` (``reduce="mean"``) or keep them (``None``).
+
+    Raises:
+        TypeError: an integer or boolean output with ``reduce="mean"`` (it has no mean; use ``None``).
+    """
+    if reduce is None:
+        return clips
+
+    def mean(clip: Tensor, key: str) -> Tensor:
+        if not (clip.is_floating_point() or clip.is_complex()):
+            raise TypeError(
+                f"cannot average the model's {key} over frames: it is {clip.dtype}, not a float tensor; "
+                "return scores (logits), or temporalize with reduce=None and combine the frames yourself"
+            )
+        return clip.mean(1)
+
+    return map_named_outputs(clips, mean, "average over frames")
 
 
 # --------------------------------------------------------------------------------------------------
-# Where the sites are
+# The surgery
 # --------------------------------------------------------------------------------------------------
-
-
-def _weight_layers(module: nn.Module) -> list[nn.Module]:
-    return [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
-def _is_block(module: nn.Module) -> bool:
-    layers = _weight_layers(module)
-    return len(layers) >= 2 and any(isinstance(m, nn.Conv2d) for m in layers)
-
-
-def _has_stage(module: nn.Module) -> bool:
-    """Whether ``module`` holds a stage, a container with at least two blocks, or has two blocks as
-    its own children (timm's ``RegStage``): it is a network or a stage, not a block."""
-    if sum(1 for c in module.children() if not isinstance(c, _CONTAINERS) and _is_block(c)) >= 2:
-        return True
-    for m in module.modules():
-        if isinstance(m, _CONTAINERS) and sum(
-            1 for c in m.children() if not isinstance(c, _CONTAINERS) and _is_block(c)
-        ) >= 2:
-            return True
-    return False
-
-
-def _blocks(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
-    """Blocks, outermost first: modules with two or more conv/linear layers, one at least a Conv2d,
-    reached through containers and through modules that hold stages of blocks; heads are skipped."""
-    for name, child in module.named_children():
-        full = f"{prefix}{name}"
-        if name in HEAD_NAMES:
-            continue
-        if isinstance(child, _CONTAINERS) or _has_stage(child):
-            yield from _blocks(child, full + ".")
-        elif _is_block(child):
-            yield full, child
-
-
-def _branch_convs(block: nn.Module, prefix: str) -> list[tuple[str, nn.Conv2d]]:
-    """The block's Conv2d layers outside its shortcut, in registration order (a shortcut child is
-    skipped at any depth: a stage of one block, such as timm RegNet's, is found as the block)."""
-    convs: list[tuple[str, nn.Conv2d]] = []
-
-    def visit(module: nn.Module, path: str) -> None:
-        for name, child in module.named_children():
-            if name in SHORTCUT_NAMES:
-                continue
-            if isinstance(child, nn.Conv2d):
-                convs.append((f"{path}{name}", child))
-            visit(child, f"{path}{name}.")
-
-    visit(block, prefix)
-    return convs
-
-
-def _tsm_every_other(model: nn.Module) -> bool:
-    """The TSM reference shifts every other block if a ResNet stage has >= 23 blocks."""
-    return any(
-        isinstance(m, nn.Sequential)
-        and sum(isinstance(c, (BasicBlock, Bottleneck)) for c in m.children()) >= _TSM_DEEP_STAGE
-        for m in model.modules()
-    )
-
-
-def _is_attention(module: nn.Module) -> bool:
-    """``nn.MultiheadAttention``, or a class named ``*Attention`` or ``*AttentionV2`` (..V3 ...)."""
-    name = type(module).__name__
-    return isinstance(module, nn.MultiheadAttention) or re.fullmatch(r"\w*Attention(V\d+)?", name) is not None
-
-
-def transformer_blocks(model: nn.Module) -> list[tuple[str, str]]:
-    """The transformer blocks of ``model``: ``(block name, name of the child that first sees the
-    attention branch's input)``.
-
-    A transformer block is a module with an attention child (an ``nn.MultiheadAttention`` or a class
-    named ``*Attention`` or ``*AttentionV2``: timm's ``Attention``, Swin's ``ShiftedWindowAttention``,
-    ``ShiftedWindowAttentionV2``, ``WindowAttention``) and an ``nn.LayerNorm`` child (so the optional
-    attention wrappers of CNN decoders, e.g. smp's Unet, are not blocks).
-    The child returned is the ``nn.LayerNorm`` registered before the attention in pre-norm blocks
-    (torchvision's ``EncoderBlock``: ``ln_1``; its ``SwinTransformerBlock`` and timm's ``Block`` and
-    ``SwinTransformerBlock``: ``norm1``), or the attention itself in post-norm blocks, whose norm
-    follows it (:data:`POST_NORM_BLOCKS`: torchvision's ``SwinTransformerBlockV2`` and timm's
-    ``SwinTransformerV2Block``, ``attn``; their norm is registered first but runs after the attention,
-    which registration order cannot tell). Blocks inside a found block are not searched.
-    """
-    blocks: list[tuple[str, str]] = []
-    for name, module in model.named_modules():
-        if blocks and name.startswith(blocks[-1][0] + "."):
-            continue
-        children = list(module.named_children())
-        attention = next((i for i, (_, child) in enumerate(children) if _is_attention(child)), None)
-        norms = [i for i, (_, child) in enumerate(children) if isinstance(child, nn.LayerNorm)]
-        if attention is None or not norms:
-            continue
-        before = [i for i in norms if i < attention]
-        post_norm = type(module).__name__ in POST_NORM_BLOCKS or not before
-        blocks.append((name, children[attention if post_norm else before[0]][0]))
-    return blocks
-
-
-def default_sites(model: nn.Module, fusion: str = "gsf") -> list[str]:
-    """The layers :func:`temporalize` fuses by default.
-
-    **Vision transformers** (any model with :func:`transformer_blocks`): one site per block, the
-    norm before its attention (``ln_1``/``norm1``), or the attention itself in a post-norm block
-    (Swin V2); the token fusion acts on that site's input, the attention branch's input, so the
-    block's identity path stays unshifted (TSM's residual shift).
-
-    The generic rule, for any torchvision CNN:
-
-    - **Blocks** are found from the root through containers (``nn.Sequential``, ``nn.ModuleList``,
-      ``nn.ModuleDict``) and through modules that hold a stage (a container with two or more blocks).
-      A block is a module with at least two ``Conv2d``/``Linear`` layers, one at least a ``Conv2d``:
-      a ResNet ``BasicBlock``/``Bottleneck``, a MobileNet/EfficientNet inverted residual, a RegNet
-      ``ResBottleneckBlock``, a ConvNeXt ``CNBlock``, a DenseNet ``_DenseLayer``, an Inception module.
-      Children named like heads (:data:`HEAD_NAMES`: ``classifier``, ``aux_classifier``, ``fc``,
-      ``AuxLogits``...) are not searched.
-    - A block's **residual branch** is its ``Conv2d`` layers outside a shortcut child
-      (:data:`SHORTCUT_NAMES`: ``downsample``, ``proj``...). TSM shifts the input of the branch's
-      first ``Conv2d``; GSF (and ``"none"``) follows its last ``Conv2d``.
-    - A network without blocks (VGG) gets a site at every ``Conv2d`` but the first, which sees the
-      image.
-    - As in the TSM reference, TSM goes on every other ResNet block when a stage has 23 or more
-      blocks (ResNet-101/152).
-
-    Returns:
-        Module names, in the order of ``model.named_modules()``.
-    """
-    cls = _fusion_class(fusion)
-    token_blocks = transformer_blocks(model)
-    if token_blocks:
-        return [f"{block}.{site}" if block else site for block, site in token_blocks]
-    blocks = list(_blocks(model))
-    sites: list[str] = []
-    if blocks:
-        every_other = cls.at == "input" and _tsm_every_other(model)
-        index_in_stage: dict[str, int] = {}
-        for name, block in blocks:
-            parent = name.rpartition(".")[0]
-            index = index_in_stage.get(parent, 0)
-            index_in_stage[parent] = index + 1
-            if every_other and isinstance(block, (BasicBlock, Bottleneck)) and index % 2:
-                continue
-            convs = _branch_convs(block, name + ".")
-            if convs:
-                sites.append(convs[0][0] if cls.at == "input" else convs[-1][0])
-    else:
-        all_convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-        sites = all_convs[1:]
-    order = {name: i for i, (name, _) in enumerate(model.named_modules())}
-    return sorted(dict.fromkeys(sites), key=order.__getitem__)
 
 
 def _select(model: nn.Module, where: Where, fusion: str) -> list[str]:
     if where is None:
         return default_sites(model, fusion)
-    named = dict(model.named_modules())
     if callable(where):
-        return [name for name, module in named.items() if name and where(name, module)]
+        # Every name a module is registered under, each module once (its first name).
+        chosen: dict[int, str] = {}
+        for name, module in model.named_modules(remove_duplicate=False):
+            if name and id(module) not in chosen and where(name, module):
+                chosen[id(module)] = name
+        return list(chosen.values())
     if isinstance(where, str):
         where = [where]
-    names = list(dict.fromkeys(where))
-    unknown = [name for name in names if name not in named or not name]
+    names, modules, unknown = [], [], []
+    for name in dict.fromkeys(where):
+        try:
+            module = model.get_submodule(name) if name else None
+        except AttributeError:
+            module = None
+        if module is None:
+            unknown.append(name)
+        elif not any(module is m for m in modules):  # one module under two names is one site
+            names.append(name)
+            modules.append(module)
     if unknown:
         raise ValueError(f"where= names no module of {type(model).__name__}: {unknown}")
     return names
@@ -438,11 +349,15 @@ def _site_channels(name: str, module: nn.Module, tokens: bool = False) -> int:
         # an attention site (post-norm blocks): the width its qkv projection reads
         linear = getattr(module, "qkv", None) or next((m for m in module.modules() if isinstance(m, nn.Linear)), None)
         channels = (shape[-1] if isinstance(shape, tuple) and shape else
-                    getattr(module, "embed_dim", None) or getattr(linear, "in_features", None))
+                    getattr(module, "embed_dim", None) or getattr(module, "dim", None)  # a block: its width
+                    or getattr(linear, "in_features", None))
         what = "normalized_shape, embed_dim or a Linear layer, e.g. nn.LayerNorm, nn.Linear or an attention"
     else:
         channels = getattr(module, "out_channels", None) or getattr(module, "num_features", None)
         what = "out_channels or num_features, e.g. nn.Conv2d or nn.BatchNorm2d"
+    if isinstance(module, nn.modules.lazy.LazyModuleMixin) and not channels:
+        raise ValueError(f"site {name!r} is a lazy {type(module).__name__} whose channel count is not known "
+                         "yet; run one forward pass before temporalize, or choose another site")
     if not isinstance(channels, int):
         raise ValueError(f"GSF needs the channel count of site {name!r} ({type(module).__name__}); "
                          f"choose layers with {what}")
@@ -459,64 +374,32 @@ def _prefix_tokens(model: nn.Module) -> int:
     raise ValueError(f"shift_class_token=False, but {type(model).__name__} has no class token")
 
 
+def is_site(module: nn.Module) -> bool:
+    """Whether ``module`` is a fusion site: it has a ``fusion`` child that is one of img2vid's fusions."""
+    return isinstance(getattr(module, "fusion", None), _FUSION_CLASSES)
+
+
 def is_temporal(model: nn.Module) -> bool:
     """Whether ``model`` (or a part of it) was already temporalized."""
-    return any(isinstance(m, (Temporal, TemporalSite)) for m in model.modules())
+    return any(hasattr(m, "temporal_sites") or is_site(m) for m in model.modules())
 
 
-def temporalize(
-    model: nn.Module,
-    fusion: str = "gsf",
-    *,
-    reduce: Reduce = "mean",
-    where: Where = None,
-    **fusion_options: Any,
-) -> nn.Module:
-    """Turn a 2D CNN or vision transformer into a video network by inserting temporal fusion; edits
-    ``model`` in place.
-
-    On a vision transformer (torchvision ``VisionTransformer``/``SwinTransformer``, timm ViT, DeiT,
-    Swin: any model with :func:`transformer_blocks`) the fusions act on channels-last tokens:
-    ``"tsm"`` is :class:`~img2vid.fusion.TokenShift`, ``"gsf"`` :class:`~img2vid.fusion.GatedTokenShift`
-    (identity at initialisation), both on the input of the norm before each block's attention.
-
-    Args:
-        model: a 2D CNN or vision transformer taking ``(N, C, H, W)``, e.g. any torchvision
-            classification or segmentation model. Its weights, parameter names and class are kept
-            (the class becomes a subclass).
-        fusion: ``"gsf"`` (Gate-Shift-Fuse, identity at initialisation), ``"tsm"`` (Temporal Shift),
-            or ``"none"`` (frames processed independently: the paper's "Augment" ablation).
-        reduce: ``"mean"`` averages per-frame outputs over ``T``; ``None`` returns them as
-            ``(B, T, ...)``.
-        where: the sites: module names, or a predicate ``(name, module) -> bool`` over
-            ``model.named_modules()``. Default: :func:`default_sites`. TSM shifts a site's input,
-            GSF fuses its output (on a transformer both act on the site's input). Sites must be
-            layers, not containers.
-        fusion_options: options of the fusion class: ``fold_div`` (TSM), ``fraction`` (GSF); on a
-            transformer also ``shift_class_token=False`` to leave the class (and other prefix)
-            tokens unshifted (default: shifted like the patch tokens).
-
-    Returns:
-        ``model`` itself, now taking clips ``(B, T, C, H, W)``; ``model.temporal_sites`` lists the
-        layers that got a ``fusion`` child.
-
-    Raises:
-        ValueError: an unknown fusion or reduce, a model already temporalized, a model with no
-            ``Conv2d`` or no site, a bad ``where``, ``shift_class_token=False`` without a class token.
-
-    Example:
-        >>> net = temporalize(torchvision.models.resnet18(num_classes=10), "gsf")
-        >>> net(torch.rand(2, 5, 3, 32, 32)).shape
-        torch.Size([2, 10])
-    """
+def insert_fusion(model: nn.Module, fusion: str, reduce: Reduce, where: Where = None,
+                  **fusion_options: Any) -> list[str]:
+    """Put a fusion module and its hook on each site of ``model`` and record the surgery on it
+    (``temporal_sites``, ``temporal_fusion``, ``temporal_reduce``); the model's own hooks are the
+    caller's (:func:`temporalize` or :func:`~img2vid.wrap`). Returns the site names."""
     _fusion_class(fusion)
     if reduce not in _REDUCES:
         raise ValueError(f"reduce must be one of ['mean', None], got {reduce!r}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"temporalize takes an nn.Module, got {type(model).__name__}")
+    if isinstance(model, torch.jit.ScriptModule):
+        raise TypeError("temporalize takes an eager nn.Module, not a torch.jit.script-ed or traced one; "
+                        "temporalize the eager model, then export it (torch.export, ONNX)")
     if is_temporal(model):
         raise ValueError(f"{type(model).__name__} is already temporalized; apply temporalize once, to the 2D model")
-    first_conv = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+    first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     if first_conv is None:
         raise ValueError(f"temporalize needs a 2D CNN, but {type(model).__name__} has no nn.Conv2d")
     sites = _select(model, where, fusion)
@@ -525,9 +408,8 @@ def temporalize(
             f"found no site for temporal fusion in {type(model).__name__} (no block with two or more "
             "conv/linear layers, and no Conv2d after the first); choose layers with where="
         )
-    named = dict(model.named_modules())
-    for name in sites:
-        module = named[name]
+    modules = [model.get_submodule(name) for name in sites]
+    for name, module in zip(sites, modules):
         if isinstance(module, _CONTAINERS) or module is model:
             raise ValueError(f"site {name!r} is a {type(module).__name__}; choose a layer inside it")
         if hasattr(module, "fusion"):
@@ -543,20 +425,75 @@ def temporalize(
     # Build every fusion module before touching the model, so a bad option leaves it unchanged.
     needs_channels = fusion == "gsf"
     fusions = [
-        make_fusion(fusion, _site_channels(name, named[name], tokens) if needs_channels else None, tokens=tokens,
+        make_fusion(fusion, _site_channels(name, module, tokens) if needs_channels else None, tokens=tokens,
                     **fusion_options)
-        for name in sites
+        for name, module in zip(sites, modules)
     ]
-    for name, fusion_module in zip(sites, fusions):
-        module = named[name]
-        mix_in(module, TemporalSite)
+    for module, fusion_module in zip(modules, fusions):
         module.add_module("fusion", fusion_module)
-        module.T = None
-    mix_in(model, Temporal)
-    temporal = cast(Temporal, model)
-    temporal.temporal_sites = tuple(sites)
-    temporal.temporal_fusion = fusion
-    temporal.temporal_reduce = reduce
-    temporal.temporal_in_channels = first_conv[1].in_channels
-    temporal._temporal_first_conv = first_conv[0]
-    return temporal
+        if fusion_module.at == "input":
+            module.register_forward_pre_hook(_fuse_input)
+        else:
+            module.register_forward_hook(_fuse_output)
+    model.temporal_sites = tuple(sites)
+    model.temporal_fusion = fusion
+    model.temporal_reduce = reduce
+    first_conv.register_forward_pre_hook(_check_stem)
+    return sites
+
+
+def temporalize(
+    model: nn.Module,
+    fusion: str = "gsf",
+    *,
+    reduce: Reduce = "mean",
+    where: Where = None,
+    **fusion_options: Any,
+) -> nn.Module:
+    """Turn a 2D CNN or vision transformer into a video network by inserting temporal fusion; edits
+    ``model`` in place.
+
+    On a vision transformer (torchvision ``VisionTransformer``/``SwinTransformer``, timm ViT, DeiT,
+    Swin: any model with :func:`~img2vid.sites.transformer_blocks`) the fusions act on channels-last
+    tokens: ``"tsm"`` is :class:`~img2vid.fusion.TokenShift`, ``"gsf"``
+    :class:`~img2vid.fusion.GatedTokenShift` (identity at initialisation), both on the input of the
+    norm before each block's attention.
+
+    Args:
+        model: a 2D CNN or vision transformer taking ``(N, C, H, W)``, e.g. any torchvision
+            classification or segmentation model (eager, not ``torch.jit.script``-ed). Its weights,
+            parameter names and class are kept.
+        fusion: ``"gsf"`` (Gate-Shift-Fuse, identity at initialisation), ``"tsm"`` (Temporal Shift),
+            or ``"none"`` (frames processed independently: the paper's "Augment" ablation).
+        reduce: ``"mean"`` averages per-frame outputs over ``T``; ``None`` returns them as
+            ``(B, T, ...)``.
+        where: the sites: module names, or a predicate ``(name, module) -> bool`` over every name of
+            every module. Default: :func:`~img2vid.sites.default_sites`. TSM shifts a site's input,
+            GSF fuses its output (on a transformer both act on the site's input). Sites must be
+            layers, not containers.
+        fusion_options: options of the fusion class: ``fold_div`` (TSM), ``fraction`` (GSF); on a
+            transformer also ``shift_class_token=False`` to leave the class (and other prefix)
+            tokens unshifted (default: shifted like the patch tokens).
+
+    Returns:
+        ``model`` itself, now taking clips ``(B, T, C, H, W)``; ``model.temporal_sites`` lists the
+        layers that got a ``fusion`` child.
+
+    Raises:
+        ValueError: an unknown fusion or reduce, a model already temporalized, a model with no
+            ``Conv2d`` or no site, a bad ``where``, ``shift_class_token=False`` without a class token,
+            a lazy GSF site whose channel count is not known yet.
+        TypeError: a ``torch.jit`` scripted or traced model.
+
+    Examples:
+        >>> net = temporalize(torchvision.models.resnet18(num_classes=10), "gsf")
+        >>> net(torch.rand(2, 5, 3, 32, 32)).shape
+        torch.Size([2, 10])
+    """
+    insert_fusion(model, fusion, reduce, where, **fusion_options)
+    model.register_forward_pre_hook(_clips_in, with_kwargs=True)
+    model.register_forward_hook(_frames_out, with_kwargs=True, always_call=True)
+    if type(model).get_extra_state is nn.Module.get_extra_state:
+        model.register_load_state_dict_pre_hook(_ignore_motion)
+    watch_fusion(model)
+    return model

@@ -2,6 +2,7 @@
 
 import copy
 import io
+import warnings
 
 import pytest
 import torch
@@ -13,9 +14,9 @@ from torch import nn
 from torch.testing import assert_close
 
 from img2vid.genotype import Genotype
-from img2vid.temporalize import Temporal, temporalize
+from img2vid.temporalize import temporalize
 from img2vid.video import ImageToVideo
-from img2vid.wrap import Wrapped, wrap
+from img2vid.wrap import checkpoint_motion, wrap
 
 # Small tensors: one intra-op thread is faster, and far faster on a busy machine (see conftest).
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -131,7 +132,9 @@ def test_checkpoints_remember_the_motion():
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)  # plain types: loads without unpickling code
     other = wrap(tvm.resnet18(num_classes=3), "identity", T=5).eval()
-    assert other.load_state_dict(state) is not None  # strict: the motion is a key like the weights
+    with pytest.warns(UserWarning, match=r"motion \(genotype 'translate_x:0.1,rotate:10.0', T=3, frames='forward'\) "
+                      r"replaces the model's \(genotype 'identity', T=5, frames='centered'\)"):
+        assert other.load_state_dict(state) is not None  # strict: the motion is a key like the weights
     video = other.image_to_video
     assert video.genotype == Genotype.parse("translate_x:0.1,rotate:10") and video.T == 3
     assert video.frames == "forward"
@@ -175,8 +178,7 @@ def test_keeps_type_names_and_checkpoints():
     buffer = io.BytesIO()
     torch.save(plain.state_dict(), buffer)
     wrapped = wrap(tvm.resnet18(num_classes=5), "identity", T=3)
-    assert isinstance(wrapped, tvm.ResNet) and isinstance(wrapped, Temporal) and isinstance(wrapped, Wrapped)
-    assert type(wrapped).__name__ == "WrappedResNet" and wrapped.temporal_reduce is None
+    assert type(wrapped) is tvm.ResNet and wrapped.temporal_reduce is None  # the class is kept
     buffer.seek(0)
     result = wrapped.load_state_dict(torch.load(buffer), strict=False)
     assert result.unexpected_keys == [] and all(".fusion." in k for k in result.missing_keys)
@@ -218,3 +220,60 @@ def test_wrap_sequential_model():
     wrapped = wrap(net, "translate_x:0.1", T=3, fusion="tsm")
     assert wrapped(torch.rand(2, 3, 16, 16)).shape == (2, 6)
     assert not any("image_to_video" in key for key in wrapped.state_dict())
+
+
+class DenseLayouts(DenseIdentity):
+    """The identity map in another layout: ``(B, h, w)`` (binary segmentation), channels-last
+    ``(B, h, w, K)``, or a token sequence ``(B, N, D)``."""
+
+    def __init__(self, layout: str):
+        super().__init__()
+        self.layout = layout
+
+    def forward(self, x):
+        out = self.head(self.stem(x))
+        if self.layout == "map":
+            return out[:, 0]
+        if self.layout == "channels_last":
+            return out.permute(0, 2, 3, 1)
+        return out.flatten(2).transpose(1, 2)  # tokens (B, H*W, K)
+
+
+def test_a_one_channel_map_is_undone_like_a_k_channel_map():
+    """Binary segmentation heads return (B, h, w): warped back per frame like (B, 1, h, w)."""
+    images = torch.rand(2, 3, 16, 32)
+    out = wrap(DenseLayouts("map"), "translate_x:0.25", T=3, fusion="none").eval()(images)
+    expected = wrap(DenseIdentity(), "translate_x:0.25", T=3, fusion="none").eval()(images)[:, 0]
+    assert out.shape == (2, 16, 32)
+    assert_close(out, expected)
+    assert_close(out[..., 8:-8], images[:, 0, :, 8:-8])  # aligned with the input again
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "tokens"])
+def test_dense_layouts_that_cannot_be_aligned_are_refused(layout):
+    wrapped = wrap(DenseLayouts(layout), "translate_x:0.25", T=3, fusion="none").eval()
+    with pytest.raises(ValueError, match=r"wrap cannot align the model's output of shape .* \(16, 32\) input"):
+        wrapped(torch.rand(2, 3, 16, 32))
+
+
+def test_a_checkpoint_rebuilds_its_wrapped_model():
+    torch.manual_seed(0)
+    wrapped = wrap(tvm.resnet18(num_classes=3), "translate_x:0.1,rotate:10", T=3, fusion="tsm",
+                   frames="forward", padding_mode="border").eval()
+    buffer = io.BytesIO()
+    torch.save(wrapped.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    motion = checkpoint_motion(state)
+    assert motion == {"genotype": Genotype.parse("translate_x:0.1,rotate:10"), "T": 3, "frames": "forward",
+                      "interpolation": "bilinear", "padding_mode": "border", "fusion": "tsm"}
+    rebuilt = wrap(tvm.resnet18(num_classes=3), **motion).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same motion: no warning
+        rebuilt.load_state_dict(state)
+    images = torch.rand(2, 3, 32, 32)
+    assert_close(rebuilt(images), wrapped(images))
+    with pytest.raises(ValueError, match="not a wrapped model's checkpoint"):
+        checkpoint_motion(tvm.resnet18().state_dict())
+    nested = nn.Sequential(wrapped).state_dict()
+    assert checkpoint_motion(nested, prefix="0.")["T"] == 3
