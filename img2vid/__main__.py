@@ -8,9 +8,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -103,8 +107,27 @@ def _demo(args: argparse.Namespace) -> int:
                     val_per_class=args.val_per_class, seeds=args.seeds,
                     search_seeds=args.search_seeds, arms=arms, network=args.network, epochs=args.epochs,
                     image_size=args.image_size, magnitudes=args.magnitudes, fixed=args.fixed)
-    run_benchmark(config, args.out, device=args.device, progress=not args.no_progress)
+    with _sigterm_as_ctrl_c():
+        run_benchmark(config, args.out, device=args.device, progress=not args.no_progress)
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (``kill``, ``timeout``, a batch scheduler's time limit) stops the demo as Ctrl-C does, so
+    it too leaves ``--out`` as it was. Python lets only the main thread set a handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _preview(args: argparse.Namespace) -> int:

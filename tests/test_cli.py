@@ -235,3 +235,25 @@ def test_ctrl_c_during_the_demo_exits_130(monkeypatch, tmp_path, capsys):
     else:
         pytest.fail("main() returned after Ctrl-C")
     assert "interrupted" in capsys.readouterr().err
+
+
+def test_sigterm_during_the_demo_stops_it_as_ctrl_c_does(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text("previous\n")
+    code = (
+        "import os, signal, sys, time\n"
+        "import img2vid.experiments.benchmark as benchmark\n"
+        "from img2vid.__main__ import main\n"
+        "def half_a_run(config, staging, *args):\n"
+        "    (staging / 'results.json').write_text('new\\n')\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)  # as `timeout` or a batch scheduler would\n"
+        "    time.sleep(60)\n"
+        "benchmark._run = half_a_run\n"
+        f"sys.exit(main(['demo', '--quick', '--arms', 'baseline', '--out', {str(out)!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130, done.stderr
+    assert "left as it was" in done.stdout and "interrupted" in done.stderr
+    assert (out / "results.json").read_text() == "previous\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]

@@ -186,7 +186,8 @@ def staged_output(out: str | Path, log: Callable[[str], None] = print) -> Iterat
     and ``out`` is left exactly as it was. If it completes, ``out`` is replaced whole by the new folder and
     the log says which of the previous run's files were replaced. ``out`` must be new, empty, or hold only
     :data:`OUTPUT_FILES` (a previous run's); any other folder is refused before the run starts, since
-    replacing it would delete files the run did not write.
+    replacing it would delete files the run did not write. A process killed outright (``SIGKILL``, a
+    power cut) cannot clean up: its hidden ``.NAME.partial-*`` folder stays beside ``out``, to be deleted.
 
     Yields:
         The folder to write into (a hidden sibling of ``out``, on the same file system).
