@@ -56,7 +56,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 import img2vid as i2v
-from img2vid.data import load_digit_images
+from img2vid.experiments.digits import load_digit_images
 
 try:
     from tqdm import tqdm

@@ -8,21 +8,33 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-
-from .experiments.arms import ARMS
-from .experiments.config import MAGNITUDES
-from .experiments.datasets import DATASETS
-from .experiments.networks import NETWORKS
+from typing import Any
 
 __all__ = ["main"]
+
+# The demo's names, spelt out here so that ``preview`` and ``--help`` do not import the benchmark
+# (``img2vid.experiments``); tests/test_cli.py checks that they are the benchmark's own.
+DATASETS = ("digits", "fashion-mnist", "imagefolder")
+NETWORKS = ("small", "resnet18")
+MAGNITUDES = ("default", "authors", "learn")
+ARMS = ("baseline", "augment", "replica", "das", "das-tsm", "autoaugment", "randaugment", "trivialaugment", "random",
+        "fixed", "baseline-xT")
+
+
+def _program() -> str:
+    """The name the user typed: ``img2vid`` for the console script, else ``python -m img2vid``."""
+    return "img2vid" if Path(sys.argv[0]).stem == "img2vid" else "python -m img2vid"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m img2vid",
+        prog=_program(),
         description='img2vid: "Your Image is My Video" (Casarin et al., CVPR 2024).',
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,preview}")
@@ -59,17 +71,21 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true",
                       help="smallest configuration: every step runs, figures meaningless (a few minutes on CPU)")
     demo.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    demo.add_argument("--out", default="img2vid-demo", type=Path, help="output folder (default: img2vid-demo)")
+    demo.add_argument("--out", default="img2vid-demo", type=Path,
+                      help="output folder: new, empty or a previous run's, replaced whole once the run completes and "
+                      "left as it was if the run stops early (default: img2vid-demo)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     preview = commands.add_parser(
         "preview",
-        help="see a genotype's clip on an image file (PNG strip of the frames)",
-        description="Turn an image into a clip with ImageToVideo and save its frames side by side as a PNG.",
+        help="see a genotype's clip on an image file (a strip of the frames)",
+        description="Turn an image into a clip with ImageToVideo and save its frames side by side as a picture "
+        "(PNG, JPEG, WebP, ... as the suffix of -o says).",
     )
     preview.add_argument("--genotype", required=True, help='the motion, e.g. "translate_x:0.1,rotate:5"')
     preview.add_argument("--image", required=True, type=Path, help="any image file PIL can read")
-    preview.add_argument("-o", "--output", required=True, type=Path, help="the PNG to write")
+    preview.add_argument("-o", "--output", required=True, type=Path,
+                         help="the picture to write; its suffix picks the format (.png, .jpg, .webp, ...)")
     preview.add_argument("--T", type=int, default=5, help="frames per clip (default: 5)")
     preview.add_argument("--frames", choices=["centered", "forward"], default="centered",
                          help="frame powers: centered (middle frame = image) or forward (Eq. 7)")
@@ -91,19 +107,39 @@ def _demo(args: argparse.Namespace) -> int:
                     val_per_class=args.val_per_class, seeds=args.seeds,
                     search_seeds=args.search_seeds, arms=arms, network=args.network, epochs=args.epochs,
                     image_size=args.image_size, magnitudes=args.magnitudes, fixed=args.fixed)
-    run_benchmark(config, args.out, device=args.device, progress=not args.no_progress)
+    with _sigterm_as_ctrl_c():
+        run_benchmark(config, args.out, device=args.device, progress=not args.no_progress)
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (``kill``, ``timeout``, a batch scheduler's time limit) stops the demo as Ctrl-C does, so
+    it too leaves ``--out`` as it was. Python lets only the main thread set a handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _preview(args: argparse.Namespace) -> int:
     import PIL.Image
     from torchvision.transforms.v2 import functional as TF
 
-    from .experiments.pictures import clip_strip
     from .genotype import Genotype
+    from .pictures import clip_strip
     from .video import ImageToVideo
 
     genotype = Genotype.parse(args.genotype)
+    picture_format = _picture_format(args.output)
     if args.T < 1:
         raise ValueError(f"--T must be >= 1, got {args.T}")
     if args.zoom < 1:
@@ -121,10 +157,21 @@ def _preview(args: argparse.Namespace) -> int:
         image = TF.resize(image, [args.size], antialias=True)
     clip = ImageToVideo(genotype, args.T, frames=args.frames)(TF.to_dtype(image, scale=True))
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    clip_strip(clip, zoom=args.zoom).save(args.output, format="PNG")
+    clip_strip(clip, zoom=args.zoom).save(args.output, format=picture_format)
     print(f"wrote {args.output}: {args.T} frames of '{genotype}' on {args.image.name} "
           f"({image.shape[-1]}x{image.shape[-2]})")
     return 0
+
+
+def _picture_format(path: Path) -> str:
+    """The PIL format that writes files with ``path``'s suffix (``.jpg`` -> ``JPEG``); else a ``ValueError``."""
+    import PIL.Image
+
+    found = PIL.Image.registered_extensions().get(path.suffix.lower())
+    if found is None or found not in PIL.Image.SAVE:
+        raise ValueError(f"-o {str(path)!r}: PIL writes no picture format with the suffix {path.suffix!r}; "
+                         "use e.g. .png, .jpg or .webp")
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -135,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _demo(args) if args.command == "demo" else _preview(args)
     except (ValueError, ImportError, OSError) as error:  # FileNotFoundError is an OSError
         parser.exit(2, f"{parser.prog} {args.command}: error: {error}\n")
+    except KeyboardInterrupt:  # Ctrl-C: the demo has already said what it left behind
+        parser.exit(130, f"{parser.prog} {args.command}: interrupted\n")
     return 2  # pragma: no cover - parser.exit raises
 
 

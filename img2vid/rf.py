@@ -217,8 +217,9 @@ def empirical_rf(
         - Output: ``(H, W)``, float, on the input's device.
 
     Raises:
-        ValueError: inputs of the wrong shape, an output with no spatial map (e.g. class logits: pass
-            the feature extractor instead), a ``frame`` out of range, or an all-zero gradient.
+        ValueError: inputs of the wrong shape or an empty batch, an output with no spatial map (e.g.
+            class logits: pass the feature extractor instead), a ``frame`` out of range, or an all-zero
+            gradient.
     """
     models = [model] if isinstance(model, nn.Module) else list(model)
     if not models or not all(isinstance(m, nn.Module) for m in models):
@@ -243,6 +244,9 @@ def _erf_inputs(inputs: Tensor | tuple[int, int, int], samples: int, seed: int, 
         if inputs.ndim != 4 or not inputs.is_floating_point():
             raise ValueError(f"inputs must be a float batch (B, C, H, W), got {inputs.dtype} of shape "
                              f"{tuple(inputs.shape)}")
+        if inputs.numel() == 0:
+            raise ValueError(f"inputs is an empty batch of shape {tuple(inputs.shape)}; the empirical RF averages "
+                             "over images, so give at least one image with H, W >= 1")
         return inputs.detach()
     shape = tuple(inputs)
     if len(shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -144,3 +145,115 @@ def test_python_dash_m_runs(image_file, tmp_path):
                            str(image_file), "-o", str(out)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert out.is_file()
+
+
+def test_preview_and_help_do_not_import_the_benchmark(image_file, tmp_path):
+    code = (
+        "import sys\n"
+        "from img2vid.__main__ import main\n"
+        f"main(['preview', '--genotype', 'rotate:5', '--image', {str(image_file)!r}, '-o', "
+        f"{str(tmp_path / 'clip.png')!r}])\n"
+        "for argv in (['--help'], ['preview', '--help'], ['demo', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(name for name in sys.modules if name.startswith('img2vid.experiments')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "clip.png").is_file()
+
+
+def test_the_demo_names_in_the_parser_are_the_benchmarks():
+    from img2vid import __main__ as cli
+    from img2vid.experiments import arms, config, datasets, networks
+
+    assert cli.DATASETS == tuple(datasets.DATASETS)
+    assert cli.NETWORKS == tuple(networks.NETWORKS)
+    assert cli.MAGNITUDES == tuple(config.MAGNITUDES)
+    assert cli.ARMS == tuple(arms.ARMS)
+
+
+@pytest.mark.parametrize(("argv0", "program"), [("/home/me/venv/bin/img2vid", "img2vid"),
+                                                ("C:\\venv\\Scripts\\img2vid.exe", "img2vid"),
+                                                ("/site-packages/img2vid/__main__.py", "python -m img2vid")])
+def test_the_usage_line_names_the_program_the_user_typed(monkeypatch, capsys, argv0, program):
+    monkeypatch.setattr(sys, "argv", [argv0.replace("\\", "/")])
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert capsys.readouterr().out.startswith(f"usage: {program} ")
+    with pytest.raises(SystemExit):
+        main(["preview", "--genotype", "identity", "--image", "nope.png", "-o", "x.png"])
+    assert capsys.readouterr().err.startswith(f"{program} preview: error:")
+
+
+def test_the_console_script_says_img2vid(tmp_path):
+    script = Path(sys.executable).with_name("img2vid")
+    if not script.is_file():
+        pytest.skip("the img2vid console script is not installed next to this Python")
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: img2vid ")
+    done = subprocess.run([sys.executable, "-m", "img2vid", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.stdout.startswith("usage: python -m img2vid ")
+
+
+@pytest.mark.parametrize(("name", "format"), [("clip.jpg", "JPEG"), ("clip.JPEG", "JPEG"), ("clip.tif", "TIFF"),
+                                              ("clip.png", "PNG")])
+def test_preview_writes_the_format_its_suffix_names(image_file, tmp_path, name, format):
+    out = tmp_path / name
+    assert main(["preview", "--genotype", "translate_x:0.25", "--image", str(image_file), "-o", str(out)]) == 0
+    with PIL.Image.open(out) as written:
+        assert written.format == format and written.size == (5 * 24 + 6 * 2, 20 + 2 * 2)
+
+
+@pytest.mark.parametrize("name", ["clip.xyz", "clip"])
+def test_preview_refuses_a_suffix_no_format_has(image_file, tmp_path, capsys, name):
+    out = tmp_path / name
+    with pytest.raises(SystemExit) as exit_info:
+        main(["preview", "--genotype", "identity", "--image", str(image_file), "-o", str(out)])
+    assert exit_info.value.code == 2
+    assert "PIL writes no picture format with the suffix" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_ctrl_c_during_the_demo_exits_130(monkeypatch, tmp_path, capsys):
+    import img2vid.experiments
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(img2vid.experiments, "run_benchmark", interrupted)
+    try:
+        main(["demo", "--quick", "--out", str(tmp_path / "out")])
+    except KeyboardInterrupt:  # caught here, so a regression fails this test instead of stopping the session
+        pytest.fail("Ctrl-C escaped main() as a traceback")
+    except SystemExit as exit_info:
+        assert exit_info.code == 130
+    else:
+        pytest.fail("main() returned after Ctrl-C")
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_sigterm_during_the_demo_stops_it_as_ctrl_c_does(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text("previous\n")
+    code = (
+        "import os, signal, sys, time\n"
+        "import img2vid.experiments.benchmark as benchmark\n"
+        "from img2vid.__main__ import main\n"
+        "def half_a_run(config, staging, *args):\n"
+        "    (staging / 'results.json').write_text('new\\n')\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)  # as `timeout` or a batch scheduler would\n"
+        "    time.sleep(60)\n"
+        "benchmark._run = half_a_run\n"
+        f"sys.exit(main(['demo', '--quick', '--arms', 'baseline', '--out', {str(out)!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130, done.stderr
+    assert "left as it was" in done.stdout and "interrupted" in done.stderr
+    assert (out / "results.json").read_text() == "previous\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]

@@ -250,6 +250,14 @@ def test_erf_errors_are_clear():
         empirical_rf([], (1, 9, 9))
 
 
+def test_erf_on_an_empty_batch_names_the_batch_not_the_network():
+    net = nn.Conv2d(1, 2, 3)
+    with pytest.raises(ValueError, match=r"empty batch of shape \(0, 1, 9, 9\)"):
+        empirical_rf(net, torch.randn(0, 1, 9, 9))
+    with pytest.raises(ValueError, match="empty batch"):
+        empirical_rf(net, torch.randn(2, 1, 0, 9))
+
+
 def test_erf_reads_dict_outputs():
     class Seg(nn.Module):
         def __init__(self) -> None:

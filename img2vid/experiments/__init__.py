@@ -1,14 +1,15 @@
 """The benchmark behind ``python -m img2vid demo``: one code path for data, arms, training, search and report.
 
-* :mod:`~img2vid.experiments.datasets` — cluttered digits, Fashion-MNIST, ``ImageFolder`` trees, as a
-  :class:`~img2vid.experiments.datasets.Task` whose test split is read once, at the end;
+* :mod:`~img2vid.experiments.datasets` — cluttered digits (:mod:`~img2vid.experiments.digits`),
+  Fashion-MNIST, ``ImageFolder`` trees, as a :class:`~img2vid.experiments.datasets.Task` whose test
+  split is read once, at the end;
 * :mod:`~img2vid.experiments.networks` — the small ResNet (CPU) and torchvision's ResNet-18 (GPU);
 * :mod:`~img2vid.experiments.arms` — the paper's ablation arms beside torchvision's AutoAugment,
   RandAugment and TrivialAugment;
 * :mod:`~img2vid.experiments.training` — one training loop and one evaluation;
 * :mod:`~img2vid.experiments.search` — DAS with warm-up, recalibrated selection and margins;
 * :mod:`~img2vid.experiments.statistics` — paired differences and Student-t intervals;
-* :mod:`~img2vid.experiments.report`, :mod:`~img2vid.experiments.pictures` — files, chart, pictures;
+* :mod:`~img2vid.experiments.report`, :mod:`~img2vid.experiments.pictures` — files, chart, receptive fields;
 * :mod:`~img2vid.experiments.benchmark` — the whole run, in protocol order.
 """
 

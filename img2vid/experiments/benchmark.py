@@ -17,42 +17,72 @@ from typing import Any, Callable
 
 import torch
 
+from .. import __version__
 from ..genotype import Genotype
+from ..pictures import clip_strip
 from ..video import ImageToVideo
 from .arms import VIDEO_ARMS, build_arm, move_magnitudes, non_identity_steps, random_genotype
 from .config import ExperimentConfig
 from .networks import build_network
-from .pictures import clip_strip, save_rf_pictures
-from .report import format_table, save_chart, summarize, verdict, write_results
+from .pictures import save_rf_pictures
+from .report import format_table, save_chart, staged_output, summarize, verdict, write_results
 from .search import search_motion
 from .training import evaluate, progress_bar, train
 
-__all__ = ["agreement", "machine", "run_benchmark"]
+__all__ = ["agreement", "machine", "run_benchmark", "source_commit"]
 
 
 def machine(device: torch.device) -> dict[str, Any]:
-    """Where the run happened: platform, processor, threads, library versions, GPU, git commit."""
+    """Where the run happened: platform, processor, threads, library versions, GPU, and which img2vid.
+
+    ``img2vid`` is the package's version; ``commit`` is the git commit (``-dirty`` with uncommitted
+    changes) only when the package runs from img2vid's own checkout (:func:`source_commit`), else ``None``.
+    """
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "img2vid": __version__,
         "device": str(device),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
-    try:  # the commit of an img2vid checkout, "-dirty" with uncommitted changes; None when installed
-        here = str(Path(__file__).resolve().parent)
-        git = ["git", "-C", here]
+    info["commit"] = source_commit(Path(__file__).resolve().parent.parent)
+    return info
+
+
+def source_commit(package: Path) -> str | None:
+    """The commit of img2vid's checkout that ``package`` (the ``img2vid`` folder) sits in, else ``None``.
+
+    A checkout is a git work tree whose top level holds ``package`` and a ``pyproject.toml`` naming the
+    project ``img2vid``. An img2vid installed into a virtual environment inside some other repository
+    is not in one, so that repository's commit is never reported as img2vid's.
+    """
+    root = package.parent
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11: no TOML reader in the standard library
+        return None
+    try:
+        name = tomllib.loads((root / "pyproject.toml").read_text())["project"]["name"]
+    except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError):
+        return None
+    if name != "img2vid":
+        return None
+    git = ["git", "-C", str(root)]
+    try:
+        top = subprocess.run([*git, "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=5)
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != root.resolve():
+            return None
         commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 timeout=5).stdout.strip()
         dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
                                text=True, timeout=5).stdout.strip()
-        info["commit"] = (commit + ("-dirty" if dirty else "")) or None
     except (OSError, subprocess.SubprocessError):
-        info["commit"] = None
-    return info
+        return None
+    return (commit + ("-dirty" if dirty else "")) or None
 
 
 def _corner_motion(genotype: Genotype, size: int) -> float:
@@ -79,15 +109,29 @@ def agreement(genotypes: list[str], size: int) -> dict[str, Any]:
 
 def run_benchmark(config: ExperimentConfig, out: str | Path, *, device: str | torch.device = "cpu",
                   progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run ``config`` and write its files into ``out``; returns the content of ``results.json``."""
+    """Run ``config`` and write its files into ``out``; returns the content of ``results.json``.
+
+    ``out`` is new, empty, or a previous run's folder (:data:`~img2vid.experiments.report.OUTPUT_FILES`
+    only). The files are written beside it and moved into place together at the end
+    (:func:`~img2vid.experiments.report.staged_output`): a run stopped early (Ctrl-C) or failing leaves
+    ``out`` as it was, and a complete run replaces the previous one's files all at once.
+    """
     try:
         device = torch.device(device)
     except RuntimeError:
         raise ValueError(f"--device {str(device)!r} is not a torch device; use e.g. cpu, cuda or cuda:1") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but torch.cuda.is_available() is False")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with staged_output(out, log) as staging:
+        result = _run(config, staging, device, progress, log)
+    log(f"wall time {result['wall_s']:.0f} s; wrote {', '.join(sorted(p.name for p in Path(out).iterdir()))} "
+        f"to {out}")
+    return result
+
+
+def _run(config: ExperimentConfig, out: Path, device: torch.device, progress: bool,
+         log: Callable[[str], None]) -> dict[str, Any]:
+    """The run itself, in protocol order, writing its files into ``out``."""
     started = time.perf_counter()
     arms = list(config.arms)
 
@@ -186,6 +230,5 @@ def run_benchmark(config: ExperimentConfig, out: str | Path, *, device: str | to
     write_results(result, out)
     log(format_table(rows))
     log(closing)
-    log(f"wall time {result['wall_s']:.0f} s; wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}")
     return result
 

@@ -4,6 +4,12 @@ A task holds the training and validation images in memory (``per_class`` of each
 from the training set with ``data_seed``) and a *closed* test set: :meth:`Task.test` reads it, and the
 benchmark calls it once, after every arm has finished training, so no choice can see a test image.
 
+Data errors are found when the task is loaded, before any training: an ``ImageFolder`` tree whose
+``test/`` classes differ from ``train/``'s, a class folder without images, an image of ``test/`` (or a
+drawn one of ``train/``) that PIL cannot read, Fashion-MNIST test files that cannot be read. Checking
+decodes every test image once and discards it: no pixel and no label of the test split reaches the task
+before :meth:`Task.test`.
+
 Fashion-MNIST is read through :class:`torchvision.datasets.FashionMNIST`. The four original IDX files
 (gzipped or not) are looked for in ``root`` (directly or in torchvision's ``FashionMNIST/raw`` layout),
 then in Debian's ``/usr/share/datasets/fashion-mnist`` (package ``dataset-fashion-mnist``), and only
@@ -18,12 +24,12 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
-from ..data import cluttered_digits
+from .digits import cluttered_digits
 
 __all__ = ["DATASETS", "DEBIAN_FASHION_MNIST", "Task", "draw_per_class", "load_task"]
 
@@ -174,6 +180,10 @@ def _fashion_mnist(root: str | Path | None, per_class: int, val_per_class: int, 
                 f"Looked in: {', '.join(searched) or 'nowhere'}; download failed: {error}"
             ) from None
     train = FashionMNIST(tv_root, train=True)
+    try:  # are the test files readable? Read now, before any training, and dropped.
+        FashionMNIST(tv_root, train=False)
+    except Exception as error:
+        raise ValueError(f"Fashion-MNIST's test files ({where}) cannot be read: {error}") from error
     images = train.data.unsqueeze(1).float().div_(255)
     fit, val = draw_per_class(train.targets, (per_class, val_per_class), data_seed)
 
@@ -191,15 +201,40 @@ def _fashion_mnist(root: str | Path | None, per_class: int, val_per_class: int, 
 # --------------------------------------------------------------------------------------------------
 
 
-def _load_images(dataset: object, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
-    pairs = [dataset[i] for i in indices]  # type: ignore[index]
+def _image_tree(folder: Path, transform: Callable[[Any], Any]) -> Any:
+    """``ImageFolder(folder)``, refusing a tree without class folders or with a class folder without images."""
+    from torchvision import datasets
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    try:
+        tree = datasets.ImageFolder(str(folder), transform=transform, allow_empty=True)
+    except FileNotFoundError:
+        raise ValueError(f"{folder} holds no class folder; it must hold one sub-folder of images per class") from None
+    found = {label for _, label in tree.samples}
+    empty = [folder / name for name, label in tree.class_to_idx.items() if label not in found]
+    if empty:
+        also = f"; also empty: {', '.join(map(str, empty[1:]))}" if len(empty) > 1 else ""
+        raise ValueError(f"class folder {empty[0]} holds no image (files ending in {', '.join(IMG_EXTENSIONS)}); "
+                         f"every class folder needs at least one{also}")
+    return tree
+
+
+def _read(tree: Any, index: int) -> tuple[Tensor, int]:
+    """``tree[index]`` (image, label), naming the file when it cannot be read."""
+    try:
+        return tree[index]
+    except Exception as error:
+        raise ValueError(f"{tree.samples[index][0]} cannot be read as an image: {error}") from error
+
+
+def _load_images(tree: Any, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
+    pairs = [_read(tree, i) for i in indices]
     if not pairs:
         raise ValueError("no images to load")
     return torch.stack([image for image, _ in pairs]), torch.tensor([label for _, label in pairs])
 
 
 def _imagefolder(root: str | Path | None, per_class: int, val_per_class: int, data_seed: int, size: int) -> Task:
-    from torchvision import datasets
     from torchvision.transforms import v2
 
     if root is None:
@@ -213,17 +248,21 @@ def _imagefolder(root: str | Path | None, per_class: int, val_per_class: int, da
         raise ValueError(f"image size must be an integer >= 2, got {size!r}")
     transform = v2.Compose([v2.ToImage(), v2.RGB(), v2.Resize((size, size), antialias=True),
                             v2.ToDtype(torch.float32, scale=True)])
-    train = datasets.ImageFolder(str(root / "train"), transform=transform)
+    # Both trees' structure, and every test image's readability, before any training.
+    train, test = _image_tree(root / "train", transform), _image_tree(root / "test", transform)
+    if test.class_to_idx != train.class_to_idx:
+        only_test = sorted(set(test.class_to_idx) - set(train.class_to_idx))
+        only_train = sorted(set(train.class_to_idx) - set(test.class_to_idx))
+        raise ValueError(f"{root / 'test'} and {root / 'train'} must hold the same class folders; only in test/: "
+                         f"{only_test}, only in train/: {only_train}")
+    for i in range(len(test)):  # each test image read as the final evaluation will read it, then dropped
+        _read(test, i)
     labels = torch.tensor(train.targets)
     fit, val = draw_per_class(labels, (per_class, val_per_class), data_seed)
     train_x, train_y = _load_images(train, fit.tolist())
     val_x, val_y = _load_images(train, val.tolist())
 
     def load_test() -> tuple[Tensor, Tensor]:
-        test = datasets.ImageFolder(str(root / "test"), transform=transform)
-        if test.class_to_idx != train.class_to_idx:
-            raise ValueError(f"{root / 'test'} has classes {sorted(test.class_to_idx)}, but {root / 'train'} has "
-                             f"{sorted(train.class_to_idx)}; both must hold the same class folders")
         return _load_images(test, range(len(test)))
 
     return Task("imagefolder", train_x, train_y, val_x, val_y, len(train.classes),

@@ -2,21 +2,35 @@
 
 Files: ``results.json`` (everything), ``results.csv`` (one row per arm), ``per_seed.csv`` (one row per
 arm and seed), ``genotype.json`` (the searched genotype of the first search seed), ``arms.png`` (the
-chart), and the pictures drawn by :mod:`img2vid.experiments.pictures`.
+chart), ``clips.png`` and ``receptive_fields.png`` (the pictures).
+
+A run writes them into a fresh folder beside ``--out`` and moves that folder into place only once it is
+complete (:func:`staged_output`): an interrupted or failed run leaves ``--out`` as it was, and a
+complete one replaces the previous run's files all at once, so the folder never mixes two runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import datetime
 import json
 import math
+import os
+import shutil
+import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .arms import ARMS
 from .statistics import mean_std, paired_difference, verdict_word
 
-__all__ = ["format_table", "save_chart", "summarize", "verdict", "write_results"]
+__all__ = ["OUTPUT_FILES", "format_table", "save_chart", "staged_output", "summarize", "verdict", "write_results"]
+
+#: The files a run writes into its output folder.
+OUTPUT_FILES = ("results.json", "results.csv", "per_seed.csv", "genotype.json", "arms.png", "clips.png",
+                "receptive_fields.png")
 
 
 def summarize(per_seed: dict[str, dict[str, list[Any]]], arms: list[str]) -> list[dict[str, Any]]:
@@ -53,15 +67,21 @@ def summarize(per_seed: dict[str, dict[str, list[Any]]], arms: list[str]) -> lis
 
 
 def verdict(rows: list[dict[str, Any]]) -> str:
-    """The closing sentence, worded from each arm's paired 95 % interval against the baseline."""
+    """The closing sentence, worded from each arm's paired 95 % interval against the baseline (with one
+    seed there is no interval: the sentence gives each arm's difference and says so)."""
+    seeds = rows[0]["seeds"]
+    others = [row for row in rows if row["arm"] != "baseline"]
+    if not others:
+        return "Only the baseline ran: no arm to compare with it."
+    if seeds == 1:
+        return ("Against the baseline, on one seed (no interval; two or more seeds give paired 95 % intervals), "
+                "test-accuracy difference: "
+                + "; ".join(f"{row['arm']}: {100 * row['diff_vs_baseline_mean']:+.1f} points" for row in others) + ".")
     parts = []
-    for row in rows:
-        if row["arm"] == "baseline":
-            continue
+    for row in others:
         low, high = row["diff_vs_baseline_ci95"]
         interval = "no interval" if math.isnan(low) else f"[{100 * low:+.1f}, {100 * high:+.1f}]"
         parts.append(f"{row['arm']}: {row['verdict_vs_baseline']} ({interval} points)")
-    seeds = rows[0]["seeds"]
     return (f"Against the baseline, paired over {seeds} seeds (95 % Student-t interval of the test-accuracy "
             "difference): " + "; ".join(parts) + ".")
 
@@ -137,3 +157,63 @@ def write_results(result: dict[str, Any], out: Path) -> None:
                 writer.writerow([arm, seed, test, runs["val"][seed], runs["train"][seed],
                                  test - per_seed["baseline"]["test"][seed], runs["wall_s"][seed],
                                  runs["genotype"][seed]])
+
+
+def _check_output_folder(out: Path) -> list[str]:
+    """The previous run's files in ``out`` (none when it does not exist); refuses any other folder."""
+    if not out.exists():
+        return []
+    if not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; give a folder (new, empty, or a previous run's)")
+    if out == Path.cwd().resolve():
+        raise ValueError(f"--out {str(out)!r} is the current folder, which a run would replace; give a sub-folder")
+    present = sorted(p.name for p in out.iterdir())
+    foreign = [name for name in present if name not in OUTPUT_FILES]
+    if foreign:
+        raise ValueError(
+            f"--out {str(out)!r} holds files a run does not write ({', '.join(foreign[:5])}"
+            f"{', ...' if len(foreign) > 5 else ''}); a run replaces its output folder whole, so give a new or "
+            f"empty folder, or a previous run's (which holds only {', '.join(OUTPUT_FILES)})"
+        )
+    return present
+
+
+@contextlib.contextmanager
+def staged_output(out: str | Path, log: Callable[[str], None] = print) -> Iterator[Path]:
+    """A fresh folder beside ``out`` to write a run into, moved into place as ``out`` when the run completes.
+
+    If the ``with`` block raises (Ctrl-C's ``KeyboardInterrupt`` included), the partial folder is removed
+    and ``out`` is left exactly as it was. If it completes, ``out`` is replaced whole by the new folder and
+    the log says which of the previous run's files were replaced. ``out`` must be new, empty, or hold only
+    :data:`OUTPUT_FILES` (a previous run's); any other folder is refused before the run starts, since
+    replacing it would delete files the run did not write. A process killed outright (``SIGKILL``, a
+    power cut) cannot clean up: its hidden ``.NAME.partial-*`` folder stays beside ``out``, to be deleted.
+
+    Yields:
+        The folder to write into (a hidden sibling of ``out``, on the same file system).
+    """
+    out = Path(out).resolve()
+    previous = _check_output_folder(out)
+    if previous:
+        log(f"{out} holds a previous run's files; they are replaced once this run completes, and kept as they are "
+            "if it stops early")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.partial-{os.getpid()}-{time.time_ns()}")
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        log(f"the run stopped early; {out} is left as it was")
+        raise
+    if out.exists():
+        written = datetime.datetime.fromtimestamp(max(((out / n).stat().st_mtime for n in previous),
+                                                      default=out.stat().st_mtime))
+        replaced = out.with_name(f".{out.name}.replaced-{os.getpid()}-{time.time_ns()}")
+        out.rename(replaced)  # from here until the next line, ``out`` is briefly absent, never mixed
+        staging.rename(out)
+        shutil.rmtree(replaced, ignore_errors=True)
+        if previous:
+            log(f"replaced the previous run in {out} (written {written:%Y-%m-%d %H:%M}): {', '.join(previous)}")
+    else:
+        staging.rename(out)

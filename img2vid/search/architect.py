@@ -62,6 +62,11 @@ class Architect:
 
     ``step`` changes nothing but the arch parameters (and its optimiser's state): network weights,
     their ``.grad`` and buffers such as BatchNorm statistics are left as they were.
+
+    Raises:
+        ValueError: no searchable stem in ``model``; an arch parameter with ``requires_grad=False``
+            (when built, or at a ``step``); the second order with every network weight frozen, or
+            without ``network_optimizer`` or ``unrolled_lr``.
     """
 
     def __init__(
@@ -82,6 +87,10 @@ class Architect:
         if not self.arch:
             raise ValueError("the model holds no searchable stem: build one with img2vid.searchable_stem")
         self.weights = [p for p in network_parameters(model) if p.requires_grad]
+        if order == "second" and not self.weights:
+            raise ValueError("the second order unrolls a step of the network's weights, but every weight has "
+                             "requires_grad=False; use order='first', or leave some weights trainable")
+        self._check_arch_trainable()
         self.optimizer = optimizer or torch.optim.Adam(self.arch, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
         self.network_optimizer = network_optimizer
         self.unrolled_lr = unrolled_lr
@@ -104,6 +113,7 @@ class Architect:
 
     def arch_gradients(self, train_batch: Batch, val_batch: Batch) -> tuple[list[Tensor], Tensor]:
         """The upper-level gradient (first or second order) and the validation loss, without stepping."""
+        self._check_arch_trainable()  # again: τ may have been frozen since the architect was built
         with self._kept_buffers(), self._no_sync():
             if self.order == "first":
                 loss = self._loss(val_batch)
@@ -183,6 +193,15 @@ class Architect:
         return steps, factors
 
     # -- helpers -----------------------------------------------------------------------------------
+
+    def _check_arch_trainable(self) -> None:
+        frozen = [p for p in self.arch if not p.requires_grad]
+        if frozen:
+            names = {id(p): name for name, p in self.model.named_parameters()}
+            listed = [names.get(id(p), f"a {tuple(p.shape)} parameter") for p in frozen]
+            raise ValueError(f"the architect updates the stem's arch parameters, but {listed} have "
+                             "requires_grad=False; call requires_grad_(True) on them (to hold τ still, skip "
+                             "architect.step instead)")
 
     def _loss(self, batch: Batch) -> Tensor:
         inputs, targets = batch

@@ -2,6 +2,8 @@
 
 import csv
 import json
+import shutil
+import subprocess
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ from img2vid import Genotype
 from img2vid.experiments import benchmark, config, training
 from img2vid.experiments.arms import ARMS
 from img2vid.experiments.config import ExperimentConfig, preset
+from img2vid.experiments.report import summarize, verdict
 
 TINY = dict(per_class=2, width=4, T=3, epochs=1, batch_size=8, seeds=2, nodes=1, warmup_epochs=1, search_epochs=1,
             fine_tune_epochs=0, recalibrate_images=8, erf_samples=1, test_limit=40)
@@ -140,3 +143,119 @@ def test_config_and_presets():
         ExperimentConfig(fixed="wobble:3")
     with pytest.raises(ValueError, match="cpu, cuda"):
         benchmark.run_benchmark(ExperimentConfig(**TINY), "unused", device="tpu")
+
+
+# --------------------------------------------------------------------------------------------------
+# The output folder: never half old, half new
+# --------------------------------------------------------------------------------------------------
+
+FAST = {**TINY, "arms": ("baseline",), "seeds": 1}
+
+
+def _previous_run(folder):
+    """A folder as a previous run left it (a few of its files, recognisable contents)."""
+    folder.mkdir()
+    files = {"results.json": '{"run": "previous"}\n', "genotype.json": '"previous"\n', "results.csv": "previous\n"}
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return files
+
+
+def test_an_interrupted_run_leaves_the_previous_folder_as_it_was(tmp_path, monkeypatch, one_thread):
+    out = tmp_path / "out"
+    files = _previous_run(out)
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    # Late in the run: genotype.json and clips.png are already written by then.
+    monkeypatch.setattr(benchmark, "save_chart", ctrl_c)
+    lines = []
+    with pytest.raises(KeyboardInterrupt):
+        benchmark.run_benchmark(ExperimentConfig(**FAST), out, progress=False, log=lines.append)
+    assert {p.name: p.read_text() for p in out.iterdir()} == files
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # the partial folder beside it is gone
+    assert any("left as it was" in line for line in lines)
+
+
+def test_a_complete_rerun_replaces_the_previous_files_whole_and_says_so(tmp_path, one_thread):
+    from img2vid.experiments.report import OUTPUT_FILES
+
+    out = tmp_path / "out"
+    _previous_run(out)
+    lines = []
+    result = benchmark.run_benchmark(ExperimentConfig(**FAST), out, progress=False, log=lines.append)
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
+    assert json.loads((out / "results.json").read_text())["table"] == json.loads(json.dumps(result["table"]))
+    assert Genotype.from_json((out / "genotype.json").read_text()) == Genotype("identity")
+    replaced = [line for line in lines if line.startswith("replaced the previous run in")]
+    assert len(replaced) == 1 and replaced[0].endswith("genotype.json, results.csv, results.json")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_folder_holding_other_files_is_refused_before_any_work(tmp_path, monkeypatch):
+    (tmp_path / "notes.txt").write_text("mine")
+    monkeypatch.setattr(config, "load_task", lambda *args, **kwargs: pytest.fail("the run started"))
+    with pytest.raises(ValueError, match=r"holds files a run does not write \(notes\.txt\)"):
+        benchmark.run_benchmark(ExperimentConfig(**TINY), tmp_path, progress=False, log=lambda _: None)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    with pytest.raises(ValueError, match="is a file"):
+        benchmark.run_benchmark(ExperimentConfig(**TINY), tmp_path / "notes.txt", progress=False, log=lambda _: None)
+
+
+# --------------------------------------------------------------------------------------------------
+# What results.json says about the run
+# --------------------------------------------------------------------------------------------------
+
+
+def _git_commit(folder):
+    git = ["git", "-C", str(folder), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "first"], check=True)
+    return subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_commit_recorded_is_img2vids_own_never_the_users_repository(tmp_path, monkeypatch):
+    import img2vid
+
+    # img2vid installed into a virtual environment inside the user's own repository.
+    user = tmp_path / "user"
+    package = user / "venv" / "lib" / "python3.11" / "site-packages" / "img2vid"
+    (package / "experiments").mkdir(parents=True)
+    (user / "pyproject.toml").write_text('[project]\nname = "my-app"\n')
+    _git_commit(user)
+    monkeypatch.setattr(benchmark, "__file__", str(package / "experiments" / "benchmark.py"))
+    info = benchmark.machine(torch.device("cpu"))
+    assert info["commit"] is None and info["img2vid"] == img2vid.__version__
+    # Even where the folder above the package names itself img2vid, it must be the git top level.
+    (package.parent / "pyproject.toml").write_text('[project]\nname = "img2vid"\n')
+    assert benchmark.machine(torch.device("cpu"))["commit"] is None
+    # img2vid's own checkout: its commit.
+    checkout = tmp_path / "checkout"
+    (checkout / "img2vid" / "experiments").mkdir(parents=True)
+    (checkout / "img2vid" / "__init__.py").write_text("")
+    (checkout / "pyproject.toml").write_text('[project]\nname = "img2vid"\n')
+    head = _git_commit(checkout)
+    monkeypatch.setattr(benchmark, "__file__", str(checkout / "img2vid" / "experiments" / "benchmark.py"))
+    commit = benchmark.machine(torch.device("cpu"))["commit"]
+    assert len(commit) >= 7 and head.startswith(commit)
+    (checkout / "img2vid" / "__init__.py").write_text("# changed\n")
+    assert benchmark.machine(torch.device("cpu"))["commit"] == commit + "-dirty"
+
+
+def _rows(baseline, das):
+    per_seed = {arm: {"test": test, "val": test, "train": test, "wall_s": [1.0] * len(test),
+                      "genotype": [""] * len(test)} for arm, test in (("baseline", baseline), ("das", das))}
+    return summarize(per_seed, ["baseline", "das"])
+
+
+def test_the_verdict_with_one_seed_and_with_several():
+    one = verdict(_rows([0.50], [0.52]))
+    assert one == ("Against the baseline, on one seed (no interval; two or more seeds give paired 95 % intervals), "
+                   "test-accuracy difference: das: +2.0 points.")
+    # Two seeds, unchanged: differences 2 and 4 points, t(0.975, 1) = 12.706, half width 12.706 * 1.414 / 1.414.
+    two = verdict(_rows([0.50, 0.60], [0.52, 0.64]))
+    assert two == ("Against the baseline, paired over 2 seeds (95 % Student-t interval of the test-accuracy "
+                   "difference): das: no difference resolved ([-9.7, +15.7] points).")

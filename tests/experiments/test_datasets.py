@@ -1,6 +1,7 @@
 """The loaders: Fashion-MNIST from IDX files (gzipped or not), ImageFolder trees, and the closed test split."""
 
 import gzip
+import re
 import struct
 
 import numpy as np
@@ -120,9 +121,71 @@ def test_imagefolder_bad_trees(tmp_path):
         load_task("imagefolder", root=tmp_path, per_class=2, image_size=8)
     (tmp_path / "test" / "emu").mkdir()
     (tmp_path / "test" / "cat" / "0.png").rename(tmp_path / "test" / "emu" / "0.png")
-    task = load_task("imagefolder", root=tmp_path, per_class=1, image_size=8)
-    with pytest.raises(ValueError, match="same class folders"):
-        task.test()
+    with pytest.raises(ValueError, match="same class folders"):  # found when loading, before any training
+        load_task("imagefolder", root=tmp_path, per_class=1, image_size=8)
+
+
+def _corrupt(path, how):
+    if how == "text":
+        path.write_text("not an image")
+    else:  # a PNG cut in half: PIL recognises it, then fails to decode it
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("trap", ["class-mismatch", "empty-test-class", "empty-train-class", "unreadable-test-image",
+                                  "truncated-test-image", "unreadable-train-image", "no-class-folder"])
+def test_imagefolder_data_errors_are_found_when_the_task_loads(tmp_path, trap):
+    """Each trap used to surface only at task.test(), after the search and every training run."""
+    import shutil
+
+    _fake_imagefolder(tmp_path)
+    test, train = tmp_path / "test", tmp_path / "train"
+    if trap == "class-mismatch":
+        (test / "dog").rename(test / "wolf")
+        match = r"only in test/: \['wolf'\], only in train/: \['dog'\]"
+    elif trap in ("empty-test-class", "empty-train-class"):
+        folder = (test if trap == "empty-test-class" else train) / "fox"
+        for image in folder.iterdir():
+            image.unlink()
+        (folder / "notes.txt").write_text("not an image either")
+        match = f"class folder {re.escape(str(folder))} holds no image"
+    elif trap in ("unreadable-test-image", "truncated-test-image"):
+        _corrupt(test / "dog" / "1.png", "text" if trap == "unreadable-test-image" else "half")
+        match = re.escape(str(test / "dog" / "1.png")) + " cannot be read as an image"
+    elif trap == "unreadable-train-image":
+        for image in (train / "cat").iterdir():  # whichever is drawn
+            _corrupt(image, "text")
+        match = re.escape(str(train / "cat")) + r"/\d\.png cannot be read as an image"
+    else:
+        shutil.rmtree(test)
+        test.mkdir()
+        match = "holds no class folder"
+    with pytest.raises(ValueError, match=match):
+        load_task("imagefolder", root=tmp_path, per_class=1, image_size=8)
+
+
+def test_checking_the_test_split_reads_none_of_it_into_the_task(tmp_path):
+    from PIL import Image
+
+    _fake_imagefolder(tmp_path / "a")
+    _fake_imagefolder(tmp_path / "b")
+    for image in (tmp_path / "b" / "test").rglob("*.png"):  # other test pixels, and one more test image
+        Image.new("RGB", (10, 12), (255, 0, 255)).save(image)
+    Image.new("RGB", (10, 12), (0, 255, 0)).save(tmp_path / "b" / "test" / "cat" / "9.png")
+    a = load_task("imagefolder", root=tmp_path / "a", per_class=2, image_size=8)
+    b = load_task("imagefolder", root=tmp_path / "b", per_class=2, image_size=8)
+    for name in ("train_x", "train_y", "val_x", "val_y"):
+        assert torch.equal(getattr(a, name), getattr(b, name))
+    assert a.test_reads == b.test_reads == 0 and len(b.test()[1]) == len(a.test()[1]) + 1
+
+
+def test_unreadable_fashion_mnist_test_files_are_found_when_the_task_loads(tmp_path, no_debian):
+    _fake_fashion(tmp_path / "idx", compress=False)
+    images = tmp_path / "idx" / "t10k-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="Fashion-MNIST's test files .* cannot be read"):
+        load_task("fashion-mnist", root=tmp_path / "idx", per_class=1)
 
 
 def test_draw_per_class_is_disjoint_balanced_and_seeded():

@@ -119,3 +119,33 @@ def test_bad_arguments(tiny_video_net):
         Architect(tiny_video_net(), nn.CrossEntropyLoss())
     with pytest.raises(ValueError, match="unrolled_lr"):
         Architect(make_model(tiny_video_net), nn.CrossEntropyLoss(), order="second")
+
+
+def test_a_frozen_tau_is_refused_up_front_and_at_step(tiny_video_net):
+    model = make_model(tiny_video_net)
+    train, val = batches()
+    model[0].tau.requires_grad_(False)
+    with pytest.raises(ValueError, match=r"\['0\.tau'\] have requires_grad=False"):
+        Architect(model, nn.CrossEntropyLoss())
+    # Frozen after the architect was built: the step says so before any autograd call.
+    model[0].tau.requires_grad_(True)
+    architect = Architect(model, nn.CrossEntropyLoss())
+    model[0].tau.requires_grad_(False)
+    tau = model[0].tau.detach().clone()
+    with pytest.raises(ValueError, match="requires_grad_\\(True\\)"):
+        architect.step(train, val)
+    assert torch.equal(model[0].tau, tau)
+
+
+def test_second_order_with_every_weight_frozen_is_refused(tiny_video_net):
+    model = make_model(tiny_video_net)
+    for p in network_parameters(model):
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="every weight has requires_grad=False; use order='first'"):
+        Architect(model, nn.CrossEntropyLoss(), order="second", unrolled_lr=0.1)
+    # The first order needs no weight gradient, so frozen weights are fine there.
+    train, val = batches()
+    tau = model[0].tau.detach().clone()
+    Architect(model, nn.CrossEntropyLoss(), optimizer=torch.optim.SGD(model[0].arch_parameters(), lr=0.5)).step(
+        train, val)
+    assert not torch.equal(model[0].tau, tau)

@@ -7,7 +7,7 @@ import torch
 
 pytest.importorskip("sklearn")
 
-from img2vid.data import cluttered_digits, load_digit_images
+from img2vid.experiments.digits import cluttered_digits, load_digit_images
 
 
 def test_digits_are_the_real_scikit_learn_scans():
