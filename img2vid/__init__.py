@@ -5,7 +5,7 @@ network by temporal fusion (:func:`temporalize`); :func:`wrap` does both in one 
 itself is found by differentiable search (:func:`searchable_stem`, :func:`derive_genotype`).
 """
 
-from . import functional, fusion, rf, search, sites
+from . import functional, fusion, pictures, rf, search, sites
 from .genotype import Genotype
 from .ops import OPS
 from .search import derive_genotype, searchable_stem
@@ -24,6 +24,7 @@ __all__ = [
     "derive_genotype",
     "functional",
     "fusion",
+    "pictures",
     "rf",
     "search",
     "searchable_stem",
