@@ -10,20 +10,22 @@ network on the same ``B*T`` frames with logits averaged over each clip's ``T`` f
 Variants: ``2d`` (the plain network on the 160 or 40 frames), ``2d again`` (a second, identical 2D
 network: how far two copies of the same step read apart in this run, the noise floor of every ratio),
 ``none``, ``tsm``, ``gsf``
-(``temporalize(net, fusion)`` on the clips); with ``--compile`` also ``tsm compiled`` and ``gsf compiled``
-(the fusion modules through ``torch.compile``/Inductor, the network eager; GSF then runs its composite
-of autograd ops, not the hand-written eager backward); with ``--bounds`` also two lower bounds, the same
-networks with each fusion module replaced by the part of its work no implementation built on PyTorch's
-kernels avoids:
+(``temporalize(net, fusion)`` on the clips), all eager. With ``--compile`` also, each whole model through
+``torch.compile`` (Inductor, ``dynamic=False``): ``2d compiled``, ``2d again compiled`` (the noise floor of
+the compiled ratios), ``tsm compiled``, ``gsf compiled``, judged against ``2d compiled``; and ``tsm modules
+compiled``, ``gsf modules compiled``: only the fusion modules compiled, the network eager (judged against
+the eager ``2d``, and compared with the whole model compiled). With ``--bounds`` also two lower bounds on
+the eager steps, the same networks with each fusion module replaced by the part of its work no
+implementation built on PyTorch's kernels avoids:
 
 - ``tsm copy``: each shift replaced by a copy (``x * 1``), one pass over the clip forward and one
   backward, which any shift that returns a new tensor makes (the identity path still needs ``x``);
 - ``gsf gate only``: each GSF module replaced by its gate's batch norm, ReLU and grouped convolution
   (PyTorch's kernels, forward and backward, in the layouts GSF uses) and one pass writing the output
   and one the input's gradient; the tanh, the temporal taps, the products, the pooling, the fusion
-  convolutions and the shifts are left out (free). If a target sits below this row, meeting it needs
-  kernels other than PyTorch's (a fused extension) or a faster way to run the gate's convolution
-  (its ``Conv3d`` and NCHW forms measured slower).
+  convolutions and the shifts are left out (free). If a target sits below this row, meeting it in eager
+  execution needs kernels other than PyTorch's (a fused extension, or Inductor's code for the elementwise
+  chain) or a faster way to run the gate's convolution (its ``Conv3d`` and NCHW forms measured slower).
 
 **Fusion modules alone** (forward + backward at the first fusion site of each network) against
 implementations written in the reference layout from the definitions, as ``tests/fusion`` write
@@ -45,9 +47,13 @@ network: its ratio shows how far two copies of the same step read apart in the r
 Memory (``--memory``): the peak of one step's CPU allocations above what was held before it, from the
 profiler's memory timeline (``torch.profiler``, ``profile_memory=True``).
 
-Targets (issue 13): small networks TSM <= 1.08x, GSF <= 1.15x; ResNet-18 TSM <= 1.05x, GSF <= 1.10x;
+Targets (issue 13, eager): small networks TSM <= 1.08x, GSF <= 1.15x; ResNet-18 TSM <= 1.05x, GSF <= 1.10x;
 fusion modules >= 1.5x faster than the reference layout. (Issue 3, ResNet-18: memory TSM <= 1.15x,
-GSF <= 1.35x.)
+GSF <= 1.35x.) Issue 19, compiled GSF against the compiled 2D step: ResNet-18 <= 1.10x, width 32 <= 1.15x,
+width 12 <= 1.25x.
+
+Compiling takes about 10-90 s per model and network at 2 threads the first time (Inductor caches its code
+on disk; later rounds' fresh networks reuse the compiled graphs), printed beside the compiled rows.
 
 Run: ``python benchmarks/bench_temporalize.py [--threads N] [--rounds R] [--min-run-time S]
 [--networks small-12,small-32,resnet18] [--memory] [--compile] [--bounds]``.
@@ -81,6 +87,9 @@ from img2vid.temporalize import temporalize
 CLASSES = 10
 VARIANTS = ("2d", "2d again", "none", "tsm", "gsf")  # "2d again": a second 2D network, the noise floor
 BOUNDS = ("tsm copy", "gsf gate only")  # lower bounds: the fusion modules' unavoidable work alone
+# whole models through torch.compile, judged against "2d compiled"; then only the fusion modules compiled
+COMPILED = ("2d compiled", "2d again compiled", "tsm compiled", "gsf compiled", "tsm modules compiled",
+            "gsf modules compiled")
 # name: (builder, clip shape)
 NETWORKS: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int, int, int]]] = {
     "small-12": (lambda: SmallResNet(CLASSES, 1, 12), (32, 5, 1, 28, 28)),
@@ -88,6 +97,7 @@ NETWORKS: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int, int, int
     "resnet18": (lambda: torchvision.models.resnet18(num_classes=CLASSES), (8, 5, 3, 64, 64)),
 }
 STEP_TARGETS = {"small": {"tsm": 1.08, "gsf": 1.15}, "resnet18": {"tsm": 1.05, "gsf": 1.10}}
+COMPILED_TARGETS = {"small-12": 1.25, "small-32": 1.15, "resnet18": 1.10}  # compiled GSF x compiled 2D
 MEMORY_TARGETS = {"tsm": 1.15, "gsf": 1.35}
 REFERENCE_TARGET = 1.5
 
@@ -193,11 +203,13 @@ def make_step(network: str, variant: str, seed: int) -> Callable[[], None]:
     for module in model.modules():
         if not isinstance(module, (GateShiftFuse, TemporalShift)):
             continue
-        if variant.endswith(" compiled"):  # the fusion modules alone, through Inductor; the network stays eager
+        if variant.endswith(" modules compiled"):  # the fusion modules alone, through Inductor; the network eager
             module.compile(dynamic=False)
         elif variant in BOUNDS:  # an instance attribute: nn.Module.__call__ runs it instead of the method
             module.forward = _copy if variant == "tsm copy" else functools.partial(_gate_only, module)
     model.train()
+    if variant.endswith(" compiled") and not variant.endswith(" modules compiled"):
+        model.compile(dynamic=False)  # the whole model, forward and backward, through Inductor
     clip = torch.rand(B, T, C, H, W)
     targets = torch.randint(CLASSES, (B,))
     frames = clip.reshape(B * T, C, H, W)
@@ -307,8 +319,8 @@ def main() -> None:
     parser.add_argument("--networks", default=",".join(NETWORKS))
     parser.add_argument("--memory", action="store_true", help="also the peak step memory (profiler)")
     parser.add_argument("--compile", action="store_true",
-                        help="also 'tsm compiled' and 'gsf compiled': the fusion modules through torch.compile "
-                             "(Inductor, needs a C++ compiler), the network eager")
+                        help="also the whole models through torch.compile (Inductor, needs a C++ compiler) and "
+                             "the fusion modules alone compiled, the network eager (see the module docstring)")
     parser.add_argument("--bounds", action="store_true",
                         help="also 'tsm copy' and 'gsf gate only': lower bounds on the fusion modules' cost with "
                              "PyTorch's kernels (see the module docstring)")
@@ -323,9 +335,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, {platform.platform()}, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, threads={args.threads}, "
           f"seed={args.seed}, rounds={args.rounds}; fresh networks each round: minimum over rounds, paired median")
-    variants = VARIANTS + (("tsm compiled", "gsf compiled") if args.compile else ()) + (BOUNDS if args.bounds else ())
+    variants = VARIANTS + (BOUNDS if args.bounds else ()) + (COMPILED if args.compile else ())
     print("\nTraining step x the 2D network on the same frames")
-    print(f"{'network':9} {'variant':13} {'wall ms':>8} {'wall x':>7} {'cpu ms':>8} {'cpu x':>6} {'paired x':>9}"
+    print(f"{'network':9} {'variant':20} {'wall ms':>8} {'wall x':>7} {'cpu ms':>8} {'cpu x':>6} {'paired x':>9}"
           f"{' peak MiB':>10}{' mem x':>7}  target (judged on the paired ratio: CPU at 1 thread, wall otherwise)")
     judged = 1 if args.threads == 1 else 0
     for network in networks:
@@ -343,21 +355,30 @@ def main() -> None:
         rounds = timed_rounds(build, args.rounds, args.min_run_time, args.threads, f"{network} training step")
         memory = {variant: peak_memory(step) for variant, step in build(0).items()} if args.memory else {}
         targets = STEP_TARGETS["resnet18" if network == "resnet18" else "small"]
-        base_wall, base_cpu = minimum(rounds["2d"])
         for variant in variants:
+            whole = variant.endswith(" compiled") and not variant.endswith(" modules compiled")
+            base = "2d compiled" if whole else "2d"  # each ratio against the 2D step run the same way
             wall, cpu = minimum(rounds[variant])
-            ratio = paired(rounds[variant], rounds["2d"], judged)
-            mem = (f"{memory[variant]:10.1f}{memory[variant] / memory['2d']:7.3f}" if memory else f"{'':10}{'':7}")
+            base_wall, base_cpu = minimum(rounds[base])
+            ratio = paired(rounds[variant], rounds[base], judged)
+            mem = (f"{memory[variant]:10.1f}{memory[variant] / memory[base]:7.3f}" if memory else f"{'':10}{'':7}")
             fusion = variant.split()[0]
-            line = verdict(ratio, targets.get(fusion))
+            line = verdict(ratio, targets.get(fusion)) if variant in VARIANTS else ""
             if variant in BOUNDS:
                 where = "above: out of reach of" if ratio > targets[fusion] else "under: within reach of"
-                line = f"bound on {fusion}, {where} PyTorch's kernels ({fusion} <= {targets[fusion]:.2f}x)"
+                line = f"bound on {fusion}, {where} PyTorch's eager kernels ({fusion} <= {targets[fusion]:.2f}x)"
+            if variant == "gsf compiled":
+                line = f"x 2d compiled, {verdict(ratio, COMPILED_TARGETS[network])}"
+            elif whole:
+                line = "x 2d compiled"
+            if variant.endswith(" modules compiled"):
+                whole_model = f"{fusion} compiled"
+                line = f"{paired(rounds[variant], rounds[whole_model], judged):.3f}x the step of {whole_model} (paired)"
             if variant.endswith(" compiled"):
                 line += f" (built and compiled in {compile_s[variant]:.0f} s)"
             if memory and network == "resnet18" and variant in MEMORY_TARGETS:
                 line += f"; memory {verdict(memory[variant] / memory['2d'], MEMORY_TARGETS[variant])}"
-            print(f"{network:9} {variant:13} {wall * 1e3:8.1f} {wall / base_wall:7.3f} {cpu * 1e3:8.1f} "
+            print(f"{network:9} {variant:20} {wall * 1e3:8.1f} {wall / base_wall:7.3f} {cpu * 1e3:8.1f} "
                   f"{cpu / base_cpu:6.3f} {ratio:9.3f}{mem}  {line}")
 
     print("\nFusion module alone (forward + backward at the first fusion site) x the reference layout")

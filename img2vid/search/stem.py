@@ -135,9 +135,14 @@ class _WarpEdgesFunction(torch.autograd.Function):
 
     - ``∂/∂w[t] = <g, S_t(images)>``: the samples, warped again (as checkpointing would) and
       contracted with ``g`` in one matrix-vector product;
-    - ``∂/∂grid_t = w[t] · (grid gradient of S_t under g)``: one ``grid_sample`` backward with ``g``
-      shared by all terms (a stride-0 view), scaled per term afterwards, then on to the matrices;
+    - ``∂/∂grid_t = w[t] · (grid gradient of S_t under g)``: ``grid_sample``'s backward (through
+      ``torch.autograd.grad`` of the samples) with ``g`` shared by all terms (a stride-0 view), scaled
+      per term afterwards, then on to the matrices;
     - ``∂/∂images = Σ_t w[t] S_t^T g``, from the same backward when the images need a gradient.
+
+    The terms go through backward in two halves: ``grid_sample``'s backward copies the shared
+    gradient into a buffer as large as the samples, and the samples are alive beside it (they are
+    its autograd output), so whole chunks would double the transient peak.
 
     Checkpointing the plain autograd version costs more: its mixing backward writes ``w[t] g`` for
     every term (as large as all samples) before the ``grid_sample`` backward reads it, and it replays
@@ -157,29 +162,48 @@ class _WarpEdgesFunction(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         images, backward, weights = ctx.saved_tensors
         groups, terms = images.shape[0], weights.numel()
+        needs_images, needs_matrices, needs_weights = ctx.needs_input_grad
         with torch.enable_grad():
-            matrices = backward.detach().requires_grad_(ctx.needs_input_grad[1])
+            matrices = backward.detach().requires_grad_(needs_matrices)
             inputs, grid = _per_term(images.detach(), matrices, terms)
-        # The output gradient, one copy per group, shared by the terms: (G * terms, B*C, F/G * H, W).
+        per_term_inputs = inputs.detach().unflatten(0, (groups, terms))  # (G, terms, B*C, H, W)
+        per_term_grid = grid.detach().unflatten(0, (groups, terms))  # (G, terms, F/G * H, W, 2)
+        # The output gradient, one copy per group, shared by the terms: (G, B*C, F/G * H, W).
         per_group = rearrange(grad, "b (g f) c h w -> g (b c) (f h) w", g=groups).contiguous()
-        shared = per_group.unsqueeze(1).expand(groups, terms, *per_group.shape[1:]).flatten(0, 1)
-        adjoint, grid_grad = torch.ops.aten.grid_sampler_2d_backward(
-            shared, inputs, grid.detach(), 0, 0, True, [ctx.needs_input_grad[0], ctx.needs_input_grad[1]])
-        weights_grad = None
-        if ctx.needs_input_grad[2]:
-            sampled = _sample(inputs, grid.detach(), "bilinear", "zeros").view(groups, terms, -1)
-            weights_grad = (sampled @ per_group.view(groups, -1, 1)).sum(0).view_as(weights)
-        if adjoint is not None:
-            adjoint = adjoint.view(groups, terms, -1)
-        images_grad = None
-        if ctx.needs_input_grad[0]:
-            mixing = weights.reshape(1, 1, terms).expand(groups, 1, terms).contiguous()
-            images_grad = (mixing @ adjoint).view_as(images)
+        images_grad = torch.zeros_like(images) if needs_images else None
+        weights_grad = torch.zeros(terms, dtype=weights.dtype, device=weights.device) if needs_weights else None
+        grid_grads = []
+        # grid_sample's backward copies its (shared) output gradient into a buffer as large as the
+        # samples, which are alive too: the terms go in two halves, so the two never exceed one chunk.
+        for part in torch.arange(terms).tensor_split(min(2, terms)):
+            part = slice(int(part[0]), int(part[-1]) + 1)
+            count = part.stop - part.start
+            # This half's samples once more, as leaves of a graph of their own: grid_sample's backward
+            # under autograd (which keeps the inputs and the grid, not the samples).
+            piece_inputs = per_term_inputs[:, part].flatten(0, 1).requires_grad_(needs_images)
+            piece_grid = per_term_grid[:, part].flatten(0, 1).requires_grad_(needs_matrices)
+            with torch.enable_grad():
+                sampled = _sample(piece_inputs, piece_grid, "bilinear", "zeros")  # (G * count, B*C, F/G * H, W)
+            if weights_grad is not None:
+                weights_grad[part] = (sampled.detach().view(groups, count, -1) @ per_group.view(groups, -1, 1)).sum(
+                    (0, 2))
+            leaves = [leaf for leaf, needed in ((piece_inputs, needs_images), (piece_grid, needs_matrices)) if needed]
+            if not leaves:
+                continue
+            shared = per_group.unsqueeze(1).expand(groups, count, *per_group.shape[1:]).flatten(0, 1)  # stride 0
+            piece_grads = iter(torch.autograd.grad(sampled, leaves, shared))
+            del sampled
+            if images_grad is not None:  # Σ_t w[t] S_t^T g over this half's terms
+                adjoint = next(piece_grads).view(groups, count, -1)
+                mixing = weights.reshape(1, 1, terms)[..., part].expand(groups, 1, count).contiguous()
+                images_grad += (mixing @ adjoint).view_as(images)
+            if needs_matrices:
+                grid_grads.append(next(piece_grads).view(groups, count, *per_group.shape[-2:], 2))
         backward_grad = None
-        if ctx.needs_input_grad[1]:
-            grid_grad = grid_grad.view(groups, terms, *grid_grad.shape[1:]) * weights.reshape(1, terms, 1, 1, 1)
+        if needs_matrices:
+            grid_grad = torch.cat(grid_grads, dim=1) * weights.reshape(1, terms, 1, 1, 1)
             (backward_grad,) = torch.autograd.grad(grid, matrices, grid_grad.flatten(0, 1))
-        return images_grad, backward_grad, weights_grad
+        return images_grad, backward_grad, None if weights_grad is None else weights_grad.view_as(weights)
 
 
 def _per_term(images: Tensor, backward: Tensor, terms: int) -> tuple[Tensor, Tensor]:
@@ -380,6 +404,10 @@ class SearchableStem(nn.Module):
         if not isinstance(x, Tensor) or x.ndim != 4 or not x.is_floating_point():
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"the stem takes float images (B, C, H, W), got {shape}")
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            what = "an empty batch" if x.shape[0] == 0 else "images with no channels"
+            raise ValueError(f"the stem takes at least one image with at least one channel, got {what}: shape "
+                             f"{tuple(x.shape)}")
         _check_size(x.shape[-2], x.shape[-1], "image", x.shape)
         _, _, height, width = x.shape
         weights = self.weights().to(x.dtype)  # (K, N)

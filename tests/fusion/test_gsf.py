@@ -3,6 +3,7 @@ gsf.py), written out here in the reference's (B, C, T, H, W) layout with BatchNo
 Conv3d, and with this library's two departures: no channel permutation, and a residual scale."""
 
 import copy
+import pickle
 
 import pytest
 import torch
@@ -140,82 +141,21 @@ def test_channels_last():
     assert_close(out, expected)
 
 
-def _step(m: GateShiftFuse, x: torch.Tensor, grad: torch.Tensor, composite: bool = False):
-    """One forward and backward; the output, the input's gradient and every parameter's gradient."""
-    x = x.detach().clone().requires_grad_()
-    for p in m.parameters():
-        p.grad = None
-    out = m._composite(x) if composite else m(x)
-    out.backward(grad)
-    return out, x.grad, {name: p.grad for name, p in m.named_parameters()}
-
-
-def _assert_same_steps(m: GateShiftFuse, x: torch.Tensor, steps: int = 2):
-    """The hand-written forward and backward against the composite of autograd-tracked ops, on a twin."""
-    twin = copy.deepcopy(m)
-    for _ in range(steps):
-        grad = torch.randn_like(x)
-        assert m._hand_written(x)
-        out, dx, dparams = _step(m, x, grad)
-        expected, expected_dx, expected_dparams = _step(twin, x, grad, composite=True)
-        assert_close(out, expected)
-        assert_close(dx, expected_dx)
-        assert out.stride() == x.stride() and dx.stride() == x.stride()  # the input's layout is kept
-        for name, value in expected_dparams.items():
-            assert_close(dparams[name], value, msg=name)
-        for name, value in twin.norm.named_buffers():
-            assert_close(getattr(m.norm, name), value, msg=name)
-
-
-@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize(("T", "fraction"), [(4, 0.25), (1, 0.25), (3, 1.0)])
-def test_hand_written_backward_matches_autograd(training, layout, T, fraction):
-    """Eager GSF runs a forward and backward written by hand; it gives the composite's values and
-    gradients (float64), keeps the input's memory layout and updates the same BN statistics."""
-    m = randomised(GateShiftFuse(12, fraction)).double().train(training)
-    x = torch.randn(2, T, 12, 5, 6, dtype=torch.float64)
-    if layout == "channels_last":
-        x = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (2, T))
-    _assert_same_steps(m, x)
-
-
-@pytest.mark.parametrize("norm", ["cumulative", "untracked", "untracked-after"])
-def test_hand_written_path_keeps_batchnorm_semantics(norm):
-    """nn.BatchNorm2d's options: momentum=None (cumulative average), no running statistics, and
-    statistics switched off after construction (kept, but batch statistics used in training)."""
-    m = randomised(GateShiftFuse(8, fraction=0.5)).double()
-    if norm == "cumulative":
-        m.norm.momentum = None
-    elif norm == "untracked":
-        m.norm = nn.BatchNorm2d(m.fused, track_running_stats=False).double()
-    else:
-        m.norm.track_running_stats = False
-    x = torch.randn(2, 3, 8, 4, 5, dtype=torch.float64)
-    _assert_same_steps(m.train(), x, steps=3)
-    _assert_same_steps(m.eval(), x, steps=1)
-
-
-def test_composite_path_where_the_hand_written_one_does_not_apply():
-    """Autocast, a converted or hooked norm and a dtype mismatch take the composite path, and a hook
-    on the norm still fires."""
+def test_norm_runs_as_a_module():
+    """The gate's norm is called as a module: its hooks fire, and converting it (SyncBatchNorm, as
+    DDP users do) keeps the values."""
     m = randomised(GateShiftFuse(8)).train()
     x = torch.randn(2, 3, 8, 4, 4)
-    assert m._hand_written(x)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not m._hand_written(x)
-    assert not m._hand_written(x.double())
     seen = []
-    handle = m.norm.register_forward_hook(lambda *_: seen.append(True))
-    assert not m._hand_written(x)
+    m.norm.register_forward_hook(lambda *_: seen.append(True))
     m(x)
     assert seen == [True]
-    handle.remove()
-    m.norm = nn.SyncBatchNorm(m.fused)
-    assert not m._hand_written(x)
+    converted = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(m)).eval()
+    assert isinstance(converted.norm, nn.SyncBatchNorm)
+    assert_close(converted(x), m.eval()(x))
 
 
-def test_torch_func_transforms_take_the_composite():
+def test_torch_func_grad_matches_autograd():
     """torch.func.grad (eval mode: BN's running statistics are not updated) gives autograd's gradients."""
     m = randomised(GateShiftFuse(8)).eval()
     x = torch.randn(2, 3, 8, 4, 4)
@@ -226,20 +166,23 @@ def test_torch_func_transforms_take_the_composite():
         assert_close(grads[name], p.grad, msg=name)
 
 
-def test_second_derivatives_through_the_composite():
-    """The hand-written backward is differentiable once (differentiating it again is an error);
-    with by_hand=False the composite's gradients are differentiable (gradgradcheck, float64)."""
-    m = randomised(GateShiftFuse(8)).train()
-    x = torch.randn(2, 3, 8, 4, 4, requires_grad=True)
-    (dx,) = torch.autograd.grad(m(x).square().sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable"):
-        dx.sum().backward()
-    m = randomised(GateShiftFuse(4, fraction=0.5)).double().train()
-    m.by_hand = False
-    assert "by_hand=False" in repr(m)
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+def test_second_derivatives(training):
+    """GSF's gradients are autograd's, so they are differentiable again (gradgradcheck, float64)."""
+    m = randomised(GateShiftFuse(4, fraction=0.5)).double().train(training)
     x = torch.randn(2, 3, 4, 3, 2, dtype=torch.float64, requires_grad=True)
-    assert not m._hand_written(x)
-    assert torch.autograd.gradgradcheck(lambda v, s: m(v), (x, m.scale), eps=1e-6, atol=1e-5)
+    assert torch.autograd.gradgradcheck(lambda v, s, g: m(v), (x, m.scale, m.gate.weight), eps=1e-6, atol=1e-5)
+
+
+def test_module_pickled_with_a_by_hand_switch_still_loads_and_runs():
+    """Modules pickled by earlier versions carry a ``by_hand`` attribute; it is ignored."""
+    m = randomised(GateShiftFuse(8)).eval()
+    m.by_hand = False
+    loaded = pickle.loads(pickle.dumps(m))
+    x = torch.randn(2, 3, 8, 4, 4)
+    assert_close(loaded(x), gsf_by_definition(m, x, False)[0])
+    assert "by_hand" not in repr(loaded)
+    assert loaded.state_dict().keys() == GateShiftFuse(8).state_dict().keys()
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from torch.testing import assert_close
 import img2vid as i2v
 from img2vid.functional import matrix_powers
 from img2vid.search import SPACES, network_parameters, searchable_stem
+from img2vid.search.stem import _warp_edges, _WarpEdgesFunction
 
 NON_RANDOM_OPS = [name for name in i2v.OPS if name != "cutout"]
 
@@ -106,6 +107,34 @@ def test_gradcheck_pixel_ops_tau_float64(one_thread):
     assert gradcheck(lambda t: functional_call(stem, {"tau": t}, (x,)), (tau,), eps=1e-6, atol=1e-5)
 
 
+@pytest.mark.parametrize(("groups", "edges", "ops"), [(1, 2, 3), (3, 2, 3), (1, 1, 1)],
+                         ids=["one image", "one image per frame", "one term"])
+def test_warp_backward_against_autograd_through_grid_sample_float64(groups, edges, ops, one_thread):
+    """The stem's memory-saving warp (no samples kept for backward, grid_sample's backward with the
+    output gradient shared by every term): gradcheck, and its gradients equal plain autograd's through
+    F.grid_sample."""
+    torch.manual_seed(0)
+    frames = 3
+    images = torch.rand(groups, 2, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    matrices = torch.eye(3, dtype=torch.float64).repeat(frames, edges, ops, 1, 1)
+    matrices[..., :2, :] += 0.2 * torch.randn(frames, edges, ops, 2, 3, dtype=torch.float64)
+    matrices.requires_grad_()
+    weights = torch.rand(edges, ops, dtype=torch.float64, requires_grad=True)
+    assert gradcheck(_WarpEdgesFunction.apply, (images, matrices, weights), eps=1e-6, atol=1e-6)
+    out = _WarpEdgesFunction.apply(images, matrices, weights)
+    expected = _warp_edges(images, matrices, weights)  # one plain grid_sample, under autograd
+    assert_close(out, expected)
+    grad = torch.randn_like(out)
+    wanted = (images, matrices, weights)
+    plain = torch.autograd.grad(expected, wanted, grad)
+    for got, want in zip(torch.autograd.grad(out, wanted, grad), plain):
+        assert_close(got, want)
+    # Only what is asked for: the matrices' gradient alone (images and weights fixed).
+    (alone,) = torch.autograd.grad(_WarpEdgesFunction.apply(images.detach(), matrices, weights.detach()), matrices,
+                                   grad)
+    assert_close(alone, plain[1])
+
+
 def test_learnt_magnitudes_are_clamped_and_arch_parameters_are_disjoint():
     stem = searchable_stem(learn_magnitudes=True)
     assert [p.shape for p in stem.arch_parameters()] == [(10, 5), (10, 5)]
@@ -188,6 +217,14 @@ def test_bad_arguments(kwargs, match):
 def test_bad_input():
     with pytest.raises(ValueError, match=r"float images \(B, C, H, W\)"):
         searchable_stem()(torch.rand(3, 8, 8))
+
+
+@pytest.mark.parametrize(("shape", "match"), [((0, 3, 8, 8), r"empty batch: shape \(0, 3, 8, 8\)"),
+                                              ((2, 0, 8, 8), r"no channels: shape \(2, 0, 8, 8\)")])
+@pytest.mark.parametrize("space", ["affine", ["identity", "brightness", "rotate"]])
+def test_empty_batch_or_channels_are_refused(shape, match, space):
+    with pytest.raises(ValueError, match=match):
+        searchable_stem(space, nodes=2)(torch.rand(shape))
 
 
 def test_chunking_of_edges_changes_nothing_but_memory():
