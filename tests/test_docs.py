@@ -5,6 +5,7 @@ Blocks fenced ``python`` run; blocks fenced ``py`` are illustrations that need w
 """
 
 import importlib
+import importlib.util
 import os
 import re
 import subprocess
@@ -122,3 +123,28 @@ def test_resolve_reads_attributes_as_a_user_does():
     with pytest.raises(AttributeError):
         resolve("img2vid.temporalize.temporalize")  # the package's temporalize is the function
     assert dotted_names(ROOT / "docs" / "api.md").count("img2vid.temporalize") == 1
+
+
+def test_results_page_uses_the_layout_results_markdown_renders():
+    spec = importlib.util.spec_from_file_location("results_markdown", ROOT / "benchmarks" / "results_markdown.py")
+    results_markdown = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(results_markdown)
+    chain = ",".join(["translate_x:0.05"] * 10)
+    search = {"seed": 0, "genotype": chain, "argmax": chain, "network_val_accuracy": 0.7,
+              "baseline_val_accuracy": 0.64, "selection_val_drop": 0.02, "margins": [{"within_noise": True}] * 10,
+              "search_s": 814.0, "time_ratio": 5.92}
+    result = {"config": {"dataset": "digits", "per_class": 10, "network": "small", "width": 12, "T": 5, "epochs": 200,
+                         "lr": 0.05, "batch_size": 32, "seeds": 5, "search_seeds": 1},
+              "machine": {"commit": "89c1c95", "processor": "x86_64", "cpu_count": 2, "torch_threads": 1,
+                          "torch": "2.14.1", "device": "cpu"},
+              "data": {"test": 1597}, "wall_s": 4998.0, "verdict": "Against the baseline ...",
+              "table": [{"arm": "baseline", "test_acc_mean": 0.567, "test_acc_std": 0.014, "wall_s": 94.0}],
+              "search": search}
+    rendered = results_markdown.render(result).splitlines()
+    page = (ROOT / "docs" / "results.md").read_text().splitlines()
+    search_header = next(line for line in rendered if line.startswith("| search seed"))
+    assert search_header in page and all(len(line) <= 120 for line in rendered if line.startswith("| 0 "))
+    assert f"- 0: `{chain}`; arg-max `{chain}`" in rendered
+    # every search table of the page has the rendered layout: no genotype wraps inside a table cell
+    assert not [line for line in page if line.startswith("| search seed") and line != search_header]
+    assert not [line for line in page if line.startswith("|") and "`" in line and "," in line]
