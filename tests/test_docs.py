@@ -71,10 +71,12 @@ def test_api_cross_references_link(site):
     assert "<autoref" not in html  # every optional cross-reference was resolved or turned into code
 
 
-def test_api_documents_each_object_once(site):
+def test_api_documents_each_class_once(site):
     html = (site / "api" / "index.html").read_text()
     ids = re.findall(r'<h[2-6] id="(img2vid\.[\w.]+)"', html)
-    assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
+    # a class documented twice, e.g. under its module and under the package that re-exports it
+    classes = [i.rsplit(".", 1)[-1] for i in ids if i.rsplit(".", 1)[-1][0].isupper()]
+    assert len(ids) > 50 and len(classes) == len(set(classes)), sorted({c for c in classes if classes.count(c) > 1})
 
 
 def dotted_names(page: Path) -> list[str]:
