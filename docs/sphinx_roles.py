@@ -33,7 +33,7 @@ NOT_MODULES = {"class", "meth", "func", "attr", "data", "obj", "exc", "const"}
 def _lookup(collection: griffe.ModulesCollection, path: str) -> griffe.Object | griffe.Alias | None:
     try:
         return collection[path]
-    except (KeyError, ValueError, griffe.AliasResolutionError):
+    except (KeyError, ValueError, griffe.GriffeError):
         return None
 
 
@@ -42,7 +42,7 @@ def _canonical(found: griffe.Object | griffe.Alias, role: str) -> str | None:
         if found.is_module and role in NOT_MODULES and found.name in found.members:
             found = found.members[found.name]  # img2vid.wrap: the function, not its module
         return found.canonical_path
-    except griffe.AliasResolutionError:
+    except griffe.GriffeError:  # an alias whose target is outside the loaded package
         return None
 
 
