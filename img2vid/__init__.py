@@ -13,7 +13,7 @@ from .temporalize import temporalize
 from .video import ImageToVideo
 from .wrap import checkpoint_motion, wrap
 
-__version__ = "0.1.0"
+__version__ = "1.0.0"
 
 __all__ = [
     "OPS",

@@ -26,7 +26,7 @@ class Genotype:
         ValueError: an unknown op (the message lists the valid names), a magnitude that is not finite,
             out of the op's range or given to an op that takes none, or an empty chain.
 
-    Example:
+    Examples:
         >>> g = Genotype([("translate_x", 0.1), ("rotate", 10.0)])
         >>> str(g)
         'translate_x:0.1,rotate:10.0'

@@ -31,7 +31,7 @@ def clip_strip(clips: Tensor, *, zoom: int = 4, gap: int = 2) -> Any:
           clipped) or uint8; ``C`` is 1 or 3.
         - Output: ``N * H * zoom + (N + 1) * gap`` pixels high and ``T * W * zoom + (T + 1) * gap`` wide.
 
-    Example:
+    Examples:
         >>> clip = ImageToVideo("translate_x:0.1", T=5)(torch.rand(3, 32, 32))
         >>> clip_strip(clip, zoom=2).save("clip.png")
     """

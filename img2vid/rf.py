@@ -65,7 +65,7 @@ def theoretical_rf(layers: Iterable[tuple[int, int]]) -> int:
     Returns:
         The receptive field size in input pixels.
 
-    Example:
+    Examples:
         >>> theoretical_rf([(3, 1), (3, 1)])  # two 3x3 convolutions
         5
         >>> theoretical_rf([(7, 2), (3, 2), (3, 1)])  # ResNet stem, max-pool, one 3x3 conv
@@ -156,7 +156,7 @@ def _collect(module: nn.Module, name: str, found: list[RFLayer]) -> None:
 def network_rf(net: nn.Module) -> tuple[int, int]:
     """Eq. 8 applied to each axis of a single-path network. Returns ``(height, width)`` in pixels.
 
-    Example:
+    Examples:
         >>> network_rf(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, (3, 5))))
         (8, 12)
     """

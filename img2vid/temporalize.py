@@ -110,7 +110,7 @@ def temporal_call(model: nn.Module, batch: int, T: int) -> Iterator[Call]:
     """Run a temporalized ``model``'s parts (e.g. one site) outside its forward, as inside a call of
     ``batch`` clips of ``T`` frames: what the model's forward does around its own body.
 
-    Example:
+    Examples:
         >>> with temporal_call(model, batch=2, T=3):
         ...     out = model.layer1[0].conv1(frames)  # frames: (2 * 3, 64, H, W)
     """

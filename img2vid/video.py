@@ -61,7 +61,7 @@ class ImageToVideo(v2.Transform):
         ``M`` moves the content at pixel ``(x, y)`` to ``M @ (x, y, 1)``: ``x`` right, ``y`` down,
         origin at the top-left pixel's centre; ``rotate`` is counter-clockwise on screen.
 
-    Example:
+    Examples:
         >>> clip = ImageToVideo("translate_x:0.05,rotate:5", T=5)(torch.rand(8, 3, 32, 32))
         >>> clip.shape
         torch.Size([8, 5, 3, 32, 32])

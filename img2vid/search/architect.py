@@ -54,7 +54,7 @@ class Architect:
         unrolled_lr: ``ξ`` when no ``network_optimizer`` is given.
         radius: the finite difference's step length in weight space, ``ε ‖v‖`` (DARTS: 0.01).
 
-    Example:
+    Examples:
         >>> architect = Architect(model, nn.CrossEntropyLoss(), order="second", network_optimizer=w_opt)
         >>> for (x, y), (x_val, y_val) in zip(train_loader, val_loader):
         ...     architect.step((x, y), (x_val, y_val))     # τ, on validation data

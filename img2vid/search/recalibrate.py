@@ -27,7 +27,7 @@ def recalibrated_batchnorm(model: nn.Module, inputs: Iterable[Tensor]) -> Iterat
     changes (parameters, other buffers). On leaving, statistics, momenta and the train/eval mode are put
     back exactly as they were, also after an error.
 
-    Example:
+    Examples:
         >>> with recalibrated_batchnorm(model, (x[i:i + 64] for i in range(0, 256, 64))):
         ...     accuracy = (model(x_val).argmax(1) == y_val).float().mean()
 

@@ -492,7 +492,7 @@ def searchable_stem(
     Shape:
         - Input: ``(B, C, H, W)``; output: ``(B, T, C, H, W)``.
 
-    Example:
+    Examples:
         >>> stem = searchable_stem("affine", T=5)
         >>> stem(torch.rand(2, 3, 32, 32)).shape
         torch.Size([2, 5, 3, 32, 32])
