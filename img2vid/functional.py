@@ -1,5 +1,10 @@
 """Stateless tensor functions: compose a genotype's motion, raise it to each frame's power, warp once.
 
+One public kernel per input kind, as torchvision's ``affine_image`` / ``affine_mask`` /
+``affine_bounding_boxes`` / ``affine_keypoints``: :func:`image_to_video_image`,
+:func:`image_to_video_mask`, :func:`image_to_video_bounding_boxes`, :func:`image_to_video_keypoints`;
+:func:`image_to_video` dispatches to them by the input's type, as ``ImageToVideo`` does.
+
 Convention:
     Matrices are ``3 x 3`` in pixel coordinates: ``x`` right, ``y`` down, origin at the centre of the
     top-left pixel. A matrix ``M`` moves the content at ``(x, y)`` to ``M @ (x, y, 1)``, so the warped

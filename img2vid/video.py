@@ -34,7 +34,10 @@ class ImageToVideo(v2.Transform):
     genotype's affine steps and ``p(t)`` is the frame's power (:attr:`powers`). Every frame is
     resampled once, in one batched warp, with torchvision's geometry. The module is also a
     torchvision v2 transform: it composes in ``v2.Compose``, handles ``tv_tensors``, pickles for
-    ``DataLoader`` workers and runs on the input's device.
+    ``DataLoader`` workers and runs on the input's device. Like torchvision's transforms it only
+    dispatches: each kind of input goes to its public kernel in :mod:`img2vid.functional`
+    (:func:`~img2vid.functional.image_to_video_image`, ``_mask``, ``_bounding_boxes``,
+    ``_keypoints``), with the sampling grid this transform keeps.
 
     Args:
         genotype: the motion, as a :class:`~img2vid.Genotype` or its string, e.g. ``"translate_x:0.05"``.
