@@ -422,9 +422,12 @@ def image_to_video_mask(
     # Pixel indices from 1; 0 is outside the image (zeros padding), where the label is 0.
     index = torch.arange(1, height * width + 1, dtype=dtype, device=mask.device).view(1, 1, height, width)
     picked = _sample(index, rearrange(grid, "t h w xy -> 1 (t h) w xy"), "nearest", padding_mode)
-    picked = rearrange(picked, "1 1 (t h) w -> t h w", t=T).long()  # (T, H, W), whole numbers
-    labels = torch.cat([mask.new_zeros(*mask.shape[:-2], 1), mask.flatten(-2)], dim=-1)  # (*, 1 + H*W)
-    clip = labels[..., picked]  # (*, T, H, W)
+    picked = rearrange(picked, "1 1 (t h) w -> t (h w)", t=T).long()  # (T, H*W), whole numbers
+    lead = mask.shape[:-2]
+    labels = torch.cat([mask.new_zeros(*lead, 1), mask.flatten(-2)], dim=-1)  # (*, 1 + H*W)
+    # One gather reads every frame's labels (stride-0 views, nothing copied T times): (*, T, H*W).
+    clip = labels.unsqueeze(-2).expand(*lead, T, -1).gather(-1, picked.expand(*lead, T, -1))
+    clip = clip.view(*lead, T, height, width)
     return clip if mask.ndim == 2 else clip.movedim(-3, -4)  # the T axis before the mask's channel axis
 
 
