@@ -6,7 +6,6 @@ property, tiny images), so the file runs in CI; ``CI=true`` makes the examples t
 and ``IMG2VID_EXAMPLES=500`` searches deeper.
 """
 
-import math
 import os
 
 import pytest
