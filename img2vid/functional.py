@@ -267,7 +267,7 @@ def _frames_grid(grid: Tensor | None, genotype: Genotype, T: int, frames: Frames
         shape = tuple(grid.shape) if isinstance(grid, Tensor) else type(grid).__name__
         raise ValueError(f"grid must be the frames' sampling grid (video_grid) of shape {(T, height, width, 2)}, "
                          f"got {shape}")
-    return grid.to(dtype=dtype, device=device)
+    return grid if grid.dtype == dtype and grid.device == device else grid.to(dtype=dtype, device=device)
 
 
 def _plain(x: Tensor) -> Tensor:
@@ -350,7 +350,7 @@ def image_to_video_image(
         # batch (a stride-0 view), so the input is never copied T times and the kernel still runs in
         # parallel over B. (B, C, H, W) x (B, T*H, W, 2) -> (B, C, T*H, W).
         tall = rearrange(grid, "t h w xy -> 1 (t h) w xy").expand(batch, -1, -1, -1)
-        sampled = _sample(x.to(dtype), tall, mode, padding_mode)
+        sampled = _sample(x if x.dtype == dtype else x.to(dtype), tall, mode, padding_mode)
         clip = rearrange(sampled, "b c (t h) w -> b t c h w", t=T)
     else:
         # Pixel steps make frames of different |p| different images: p applications, then one warp.
@@ -610,8 +610,7 @@ def _dispatch(inpt: Any, genotype: GenotypeLike, T: int, options: dict[str, Any]
         mask = image_to_video_mask(inpt, genotype, T, frames=frames, padding_mode=options["padding_mode"], grid=grid)
         return tv_tensors.Mask(mask)
     grid = None
-    if grid_for is not None:
-        _check_image(inpt, "image")
+    if grid_for is not None and inpt.ndim in (3, 4) and min(inpt.shape[-2:]) >= 2:  # the kernel checks the rest
         grid = grid_for(inpt.shape[-2], inpt.shape[-1], _sampling_dtype(inpt), inpt.device)
     clip = image_to_video_image(inpt, genotype, T, grid=grid, **options)
     return tv_tensors.Video(clip) if isinstance(inpt, tv_tensors.Image) else clip

@@ -150,8 +150,9 @@ class ImageToVideo(v2.Transform):
         options = self._options()
         if interpolation is not None:
             options["interpolation"] = interpolation
-        I2VF._check_image(x, "image")
-        grid = self._frames_grid(x.shape[-2], x.shape[-1], I2VF._sampling_dtype(x), x.device)
+        grid = None
+        if isinstance(x, Tensor) and x.ndim in (3, 4) and min(x.shape[-2:]) >= 2:  # the kernel checks the rest
+            grid = self._frames_grid(x.shape[-2], x.shape[-1], I2VF._sampling_dtype(x), x.device)
         return I2VF.image_to_video_image(x, self.genotype, self.T, grid=grid, **options)
 
     def _frames_grid(self, height: int, width: int, dtype: torch.dtype, device: torch.device) -> Tensor:
