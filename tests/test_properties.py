@@ -8,8 +8,9 @@ and ``IMG2VID_EXAMPLES=500`` searches deeper.
 
 import os
 
-import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch.testing import assert_close
 from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode
@@ -19,14 +20,8 @@ from img2vid import OPS, Genotype, ImageToVideo
 from img2vid.functional import frame_powers
 from test_functional import tv_params  # torchvision parameters of each power of a one-call motion
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-settings.register_profile("ci", derandomize=True)
-settings.load_profile("ci" if os.environ.get("CI") else "default")
 SMALL = settings(max_examples=int(os.environ.get("IMG2VID_EXAMPLES", "25")), deadline=None, database=None,
-                 suppress_health_check=[HealthCheck.too_slow])
+                 derandomize=bool(os.environ.get("CI")), suppress_health_check=[HealthCheck.too_slow])
 
 MAGNITUDES = {  # moderate ranges: every power of T <= 5 keeps part of a tiny image in view
     "translate_x": st.floats(-0.3, 0.3), "translate_y": st.floats(-0.3, 0.3), "rotate": st.floats(-45, 45),
