@@ -239,6 +239,10 @@ def video_grid(
 
     Shape:
         - Output: ``(T, H, W, 2)``.
+
+    Convention:
+        ``grid_sample``'s ``(x, y)`` in ``[-1, 1]`` with ``align_corners=True``: ``-1`` and ``+1`` are the
+        centres of the first and last pixel.
     """
     motion = compose(genotype, height, width, dtype=dtype, device=device)
     return _sampling_grid(matrix_powers(motion, [-p for p in frame_powers(T, frames)]), height, width)
@@ -519,6 +523,10 @@ def image_to_video_bounding_boxes(
     Shape:
         - bounding_boxes: ``(*, 4)``; output: ``(T, *, 4)``. (:class:`~img2vid.ImageToVideo` hands
           ``tv_tensors.BoundingBoxes`` back as a list of ``T``, since torchvision's boxes are 2-D.)
+
+    Convention:
+        torchvision's box coordinates: the origin at the top-left corner of the image, a box of the
+        whole canvas ``(0, 0, W, H)`` in ``XYXY``.
     """
     genotype = as_genotype(genotype)
     if isinstance(format, str):
