@@ -395,11 +395,11 @@ def image_to_video_mask(
     pixels' indices and reads the labels there: any dtype and any label value comes back exactly
     (``uint8``, ``int64`` ids past 2^53, ``bool``, float). Pixel steps do not apply to masks. With
     ``padding_mode="zeros"`` pixels from outside the image get label 0, as torchvision's
-    ``affine_mask`` fills them.
+    ``affine_mask`` fills them. ``genotype``, ``T``, ``frames`` and ``padding_mode`` are as for
+    :func:`image_to_video_image`.
 
     Args:
         mask: the mask, ``(H, W)`` as torchvision's datasets hand it out, or with leading axes.
-        genotype, T, frames, padding_mode: as for :func:`image_to_video_image`.
         grid: the frames' sampling grid from :func:`video_grid` for this size; ``None`` builds it.
 
     Shape:
@@ -512,10 +512,10 @@ def image_to_video_bounding_boxes(
     """The box kernel: each frame's boxes as torchvision's ``affine_bounding_boxes`` makes them for
     that frame's matrix: the enclosing box of the moved corners, clamped to the canvas by
     ``clamping_mode`` (torchvision's ``clamp_bounding_boxes``), in the boxes' format and dtype.
+    ``genotype``, ``T`` and ``frames`` are as for :func:`image_to_video_image`.
 
     Args:
         bounding_boxes: axis-aligned boxes (``XYXY``, ``XYWH`` or ``CXCYWH``).
-        genotype, T, frames: as for :func:`image_to_video_image`.
         format: the boxes' ``tv_tensors.BoundingBoxFormat`` or its name.
         canvas_size: the image's ``(H, W)``.
         clamping_mode: ``"soft"`` (torchvision's default), ``"hard"`` or ``None`` (no clamping).
@@ -575,12 +575,10 @@ def image_to_video(
     ``tv_tensors.Mask`` goes to :func:`image_to_video_mask`, ``tv_tensors.KeyPoints`` to
     :func:`image_to_video_keypoints` and ``tv_tensors.BoundingBoxes`` to
     :func:`image_to_video_bounding_boxes` (a list of ``T`` ``BoundingBoxes``), each keeping its
-    metadata.
+    metadata. The options are those of :func:`image_to_video_image`.
 
     Args:
         inpt: the image (or mask, boxes, keypoints).
-        genotype, T, frames, interpolation, padding_mode, pixel_ops, generator: as for
-            :func:`image_to_video_image`.
 
     Shape:
         - Images: ``(B, C, H, W) -> (B, T, C, H, W)``, ``(C, H, W) -> (T, C, H, W)``; the others as
