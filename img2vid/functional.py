@@ -556,7 +556,7 @@ GridFor = Callable[[int, int, torch.dtype, torch.device], Tensor]
 
 
 def image_to_video(
-    inpt: Any,
+    x: Any,
     genotype: GenotypeLike,
     T: int = 5,
     *,
@@ -578,7 +578,7 @@ def image_to_video(
     metadata. The options are those of :func:`image_to_video_image`.
 
     Args:
-        inpt: the image (or mask, boxes, keypoints).
+        x: the image (or mask, boxes, keypoints).
 
     Shape:
         - Images: ``(B, C, H, W) -> (B, T, C, H, W)``, ``(C, H, W) -> (T, C, H, W)``; the others as
@@ -586,7 +586,7 @@ def image_to_video(
     """
     options = dict(frames=frames, interpolation=interpolation, padding_mode=padding_mode, pixel_ops=pixel_ops,
                    generator=generator)
-    return _dispatch(inpt, genotype, T, options)
+    return _dispatch(x, genotype, T, options)
 
 
 def _dispatch(inpt: Any, genotype: GenotypeLike, T: int, options: dict[str, Any],
