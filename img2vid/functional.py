@@ -1,5 +1,10 @@
 """Stateless tensor functions: compose a genotype's motion, raise it to each frame's power, warp once.
 
+One public kernel per input kind, as torchvision's ``affine_image`` / ``affine_mask`` /
+``affine_bounding_boxes`` / ``affine_keypoints``: :func:`image_to_video_image`,
+:func:`image_to_video_mask`, :func:`image_to_video_bounding_boxes`, :func:`image_to_video_keypoints`;
+:func:`image_to_video` dispatches to them by the input's type, as ``ImageToVideo`` does.
+
 Convention:
     Matrices are ``3 x 3`` in pixel coordinates: ``x`` right, ``y`` down, origin at the centre of the
     top-left pixel. A matrix ``M`` moves the content at ``(x, y)`` to ``M @ (x, y, 1)``, so the warped
@@ -9,15 +14,17 @@ Convention:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import partial
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
+import PIL.Image
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from kornia.geometry.conversions import normal_transform_pixel
 from torch import Tensor
+from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
 
 from .genotype import Genotype, GenotypeLike, as_genotype
 from .ops import OPS
@@ -26,8 +33,13 @@ __all__ = [
     "compose",
     "frame_powers",
     "image_to_video",
+    "image_to_video_bounding_boxes",
+    "image_to_video_image",
+    "image_to_video_keypoints",
+    "image_to_video_mask",
     "matrix_powers",
     "temporal_shift",
+    "video_grid",
     "video_matrices",
     "video_to_image",
     "warp",
@@ -159,8 +171,11 @@ def _check_image(x: Tensor, what: str = "image") -> None:
         raise ValueError(f"expected {_a(what)} of shape (C, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
     if x.shape[-1] == 0 or x.shape[-2] == 0:
         raise ValueError(f"expected a non-empty {what}, got shape {tuple(x.shape)}")
-    # A mask's leading axis holds labels or instances, not colour channels: no layout to guess there.
-    if what != "mask" and x.shape[-1] in (1, 3, 4) and x.shape[-3] > 4:
+    # Channels-last only where that is the one plausible reading: a last axis of 1, 3 or 4 colours after
+    # two axes of more than 4 pixels. Read channels-first, such a tensor would be an image at most 4 pixels
+    # wide with more than 4 channels; smaller tensors (8 channels of 4 x 4, say) could be either and are
+    # taken as written.
+    if x.shape[-1] in (1, 3, 4) and x.shape[-3] > 4 and x.shape[-2] > 4:
         raise ValueError(
             f"{what} of shape {tuple(x.shape)} looks channels-last (H, W, C); expected channels first, "
             "(C, H, W) or (B, C, H, W): permute it, or use torchvision.transforms.v2.ToImage()"
@@ -204,6 +219,67 @@ def warp(
     return _sample(work, grid, mode, padding_mode).to(images.dtype)
 
 
+def video_grid(
+    genotype: GenotypeLike,
+    T: int,
+    height: int,
+    width: int,
+    *,
+    frames: Frames = "centered",
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Where each frame samples the image: frame ``t`` through ``M^-p(t)``, in ``grid_sample``'s
+    coordinates (``align_corners=True``).
+
+    A genotype's motion is fixed, so this grid serves every batch of one size: the image and mask
+    kernels take it as ``grid=`` (:class:`~img2vid.ImageToVideo` keeps one per device). Build it in the
+    dtype the kernel samples in (the image's float dtype; float32 for ``uint8`` images and masks)
+    for full precision.
+
+    Shape:
+        - Output: ``(T, H, W, 2)``.
+
+    Convention:
+        ``grid_sample``'s ``(x, y)`` in ``[-1, 1]`` with ``align_corners=True``: ``-1`` and ``+1`` are the
+        centres of the first and last pixel.
+    """
+    motion = compose(genotype, height, width, dtype=dtype, device=device)
+    return _sampling_grid(matrix_powers(motion, [-p for p in frame_powers(T, frames)]), height, width)
+
+
+def _sampling_dtype(x: Tensor) -> torch.dtype:
+    """The dtype the image kernel samples ``x`` in (and builds its grid in)."""
+    if x.is_floating_point():
+        # CPU grid_sample has no reliable half kernel: half images are sampled in float32 and cast back.
+        return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) and x.device.type == "cpu" else x.dtype
+    # label maps given as plain tensors: exact in float64 for int32/int64 labels, in float32 for bytes and bools
+    return torch.float64 if x.dtype in (torch.int32, torch.int64) else torch.float32
+
+
+def _index_dtype(height: int, width: int) -> torch.dtype:
+    """The dtype the mask kernel samples pixel indices in: float32 while every index is exact in it."""
+    return torch.float32 if height * width < 2**24 else torch.float64
+
+
+def _frames_grid(grid: Tensor | None, genotype: Genotype, T: int, frames: Frames, height: int, width: int,
+                 dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``grid`` checked and brought to the sampling dtype, or :func:`video_grid` built. Shape: ``(T, H, W, 2)``."""
+    if grid is None:
+        return video_grid(genotype, T, height, width, frames=frames, dtype=dtype, device=device)
+    if not isinstance(grid, Tensor) or tuple(grid.shape) != (T, height, width, 2):
+        shape = tuple(grid.shape) if isinstance(grid, Tensor) else type(grid).__name__
+        raise ValueError(f"grid must be the frames' sampling grid (video_grid) of shape {(T, height, width, 2)}, "
+                         f"got {shape}")
+    return grid if grid.dtype == dtype and grid.device == device else grid.to(dtype=dtype, device=device)
+
+
+def _plain(x: Tensor) -> Tensor:
+    """A tv_tensor as a plain tensor (the kernels' results are plain tensors, as torchvision's are); any other
+    tensor as it is (torch.export traces its own tensor subclasses, which must not be cast)."""
+    return x.as_subclass(Tensor) if isinstance(x, tv_tensors.TVTensor) else x
+
+
 def _apply_pixel_steps(x: Tensor, genotype: Genotype, generator: torch.Generator | None = None) -> Tensor:
     for name, magnitude in genotype:
         op = OPS[name]
@@ -212,8 +288,8 @@ def _apply_pixel_steps(x: Tensor, genotype: Genotype, generator: torch.Generator
     return x
 
 
-def image_to_video(
-    x: Tensor,
+def image_to_video_image(
+    image: Tensor,
     genotype: GenotypeLike,
     T: int = 5,
     *,
@@ -222,70 +298,51 @@ def image_to_video(
     padding_mode: str = "zeros",
     pixel_ops: bool = True,
     generator: torch.Generator | None = None,
+    grid: Tensor | None = None,
 ) -> Tensor:
-    """Turn images into clips: frame ``t`` is the image warped by ``M^p(t)`` (the paper's Eq. 7).
+    """The image kernel: turn images into clips, frame ``t`` the image warped by ``M^p(t)`` (Eq. 7).
 
     ``M`` is the composed forward matrix of the genotype's affine steps; every frame is resampled once,
     in one ``grid_sample`` for the whole clip. Pixel steps have no inverse: a frame of power ``p``
     applies the chain of pixel steps ``|p|`` times, before its warp.
 
     Args:
-        x: images. Float images are taken to be in ``[0, 1]``; ``uint8`` images in ``[0, 255]`` come
-            back as ``uint8``. Other integer or bool tensors are label maps: use
-            ``interpolation="nearest"`` and ``pixel_ops=False`` for them (as ``ImageToVideo`` does).
+        image: images. Float images are taken to be in ``[0, 1]``; ``uint8`` images in ``[0, 255]``
+            get torchvision's ``uint8`` pixel kernels, are warped as torchvision warps ``uint8``
+            images (in float32, rounded) and come back as ``uint8``. Other integer or bool tensors
+            are label maps: use :func:`image_to_video_mask` for them.
         genotype: a :class:`~img2vid.Genotype`, its string, or a list of steps.
         T: the number of frames.
         frames: ``"centered"`` or ``"forward"`` (see :func:`frame_powers`).
         interpolation: ``"bilinear"`` or ``"nearest"``.
         padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"``.
-        pixel_ops: apply the genotype's pixel steps (``False`` for masks).
+        pixel_ops: apply the genotype's pixel steps (``False``: the motion only).
         generator: where random pixel ops (``cutout``) draw; ``None`` is torch's global generator.
+        grid: the frames' sampling grid from :func:`video_grid` for this size, to skip building it;
+            ``None`` builds it.
 
     Shape:
-        - x: ``(B, C, H, W)`` or ``(C, H, W)``.
+        - image: ``(B, C, H, W)`` or ``(C, H, W)``.
         - Output: ``(B, T, C, H, W)`` or ``(T, C, H, W)``, same dtype and device. The clip is a strided
           view of one ``(B, C, T, H, W)`` buffer, so no extra copy is made; call ``.contiguous()``
           if you need ``view``.
+
+    Convention:
+        ``M`` moves the content at pixel ``(x, y)`` to ``M @ (x, y, 1)``: ``x`` right, ``y`` down,
+        origin at the top-left pixel's centre, as torchvision's ``affine_image`` with each frame's
+        parameters.
     """
     genotype = as_genotype(genotype)
     powers = frame_powers(T, frames)
     mode = _check_options(interpolation, padding_mode)
-    return _image_to_video(x, genotype, powers, partial(_frames_grid, genotype, powers), mode, padding_mode, pixel_ops,
-                           generator)
-
-
-GridFor = Callable[[int, int, torch.dtype, torch.device], Tensor]
-
-
-def _frames_grid(genotype: Genotype, powers: Sequence[int], height: int, width: int, dtype: torch.dtype,
-                 device: torch.device) -> Tensor:
-    """Where each frame samples the image: frame ``t`` through ``M^-p(t)``. Shape: ``(T, H, W, 2)``."""
-    motion = compose(genotype, height, width, dtype=dtype, device=device)
-    return _sampling_grid(matrix_powers(motion, [-p for p in powers]), height, width)
-
-
-def _image_to_video(x: Tensor, genotype: Genotype, powers: Sequence[int], grid_for: GridFor, mode: str,
-                    padding_mode: str, pixel_ops: bool, generator: torch.Generator | None = None,
-                    what: str = "image") -> Tensor:
-    """:func:`image_to_video` with options checked and the frames' grid made by ``grid_for``; ``what``
-    names the input in error messages."""
-    T = len(powers)
-    _check_image(x, what)
+    _check_image(image, "image")
+    x = _plain(image)
     unbatched = x.ndim == 3
     if unbatched:
         x = x.unsqueeze(0)
     batch, channels, height, width = x.shape
-    out_dtype = x.dtype
-    if x.is_floating_point():
-        work = x
-    elif x.dtype == torch.uint8 and pixel_ops:
-        work = x.float() / 255
-    else:  # label maps: exact in float64 for any int32/int64 label, in float32 for bytes and bools
-        work = x.to(torch.float64 if x.dtype in (torch.int32, torch.int64) else torch.float32)
-    if work.dtype in (torch.float16, torch.bfloat16) and work.device.type == "cpu":
-        work = work.float()  # CPU grid_sample has no reliable half kernel; the result is cast back
-
-    grid = grid_for(height, width, work.dtype, work.device)  # (T, H, W, 2)
+    dtype = _sampling_dtype(x)
+    grid = _frames_grid(grid, genotype, T, frames, height, width, dtype, x.device)  # (T, H, W, 2)
 
     pixel_steps = pixel_ops and not genotype.is_affine
     if pixel_steps and channels not in (1, 3) and any(
@@ -297,29 +354,272 @@ def _image_to_video(x: Tensor, genotype: Genotype, powers: Sequence[int], grid_f
         # batch (a stride-0 view), so the input is never copied T times and the kernel still runs in
         # parallel over B. (B, C, H, W) x (B, T*H, W, 2) -> (B, C, T*H, W).
         tall = rearrange(grid, "t h w xy -> 1 (t h) w xy").expand(batch, -1, -1, -1)
-        sampled = _sample(work, tall, mode, padding_mode)
+        sampled = _sample(x if x.dtype == dtype else x.to(dtype), tall, mode, padding_mode)
         clip = rearrange(sampled, "b c (t h) w -> b t c h w", t=T)
     else:
         # Pixel steps make frames of different |p| different images: p applications, then one warp.
-        variants = [work]
+        # uint8 images take the ops' uint8 kernels (torchvision's), float images stay differentiable.
+        variants = [x if x.dtype == torch.uint8 else x.to(dtype)]
         for _ in range(max(abs(p) for p in powers)):
             variants.append(_apply_pixel_steps(variants[-1], genotype, generator))
-        inputs = torch.stack([variants[abs(p)] for p in powers])  # (T, B, C, H, W)
+        inputs = torch.stack([variants[abs(p)] for p in powers]).to(dtype)  # (T, B, C, H, W)
         sampled = _sample(rearrange(inputs, "t b c h w -> t (b c) h w"), grid, mode, padding_mode)
         clip = rearrange(sampled, "t (b c) h w -> b t c h w", b=batch)
 
-    clip = _restore_dtype(clip, out_dtype, pixel_ops)
+    clip = _restore_dtype(clip, x.dtype)
     return clip[0] if unbatched else clip
 
 
-def _restore_dtype(clip: Tensor, dtype: torch.dtype, scaled: bool) -> Tensor:
+def _restore_dtype(clip: Tensor, dtype: torch.dtype) -> Tensor:
     if clip.dtype == dtype:
         return clip
-    if dtype == torch.uint8 and scaled:
-        return (clip * 255).round().clamp(0, 255).to(dtype)
     if dtype.is_floating_point:
         return clip.to(dtype)
+    if dtype == torch.uint8:  # as torchvision: round, then cast (bilinear never leaves [0, 255]; clamp for safety)
+        return clip.round().clamp(0, 255).to(dtype)
     return clip.round().to(dtype)
+
+
+def image_to_video_mask(
+    mask: Tensor,
+    genotype: GenotypeLike,
+    T: int = 5,
+    *,
+    frames: Frames = "centered",
+    padding_mode: str = "zeros",
+    grid: Tensor | None = None,
+) -> Tensor:
+    """The mask kernel: segmentation or instance masks moved with the clip's frames, labels kept.
+
+    Nearest interpolation picks one input pixel for each output pixel, so the kernel samples the
+    pixels' indices and reads the labels there: any dtype and any label value comes back exactly
+    (``uint8``, ``int64`` ids past 2^53, ``bool``, float). Pixel steps do not apply to masks. With
+    ``padding_mode="zeros"`` pixels from outside the image get label 0, as torchvision's
+    ``affine_mask`` fills them. ``genotype``, ``T``, ``frames`` and ``padding_mode`` are as for
+    :func:`image_to_video_image`.
+
+    Args:
+        mask: the mask, ``(H, W)`` as torchvision's datasets hand it out, or with leading axes.
+        grid: the frames' sampling grid from :func:`video_grid` for this size; ``None`` builds it.
+
+    Shape:
+        - ``(H, W) -> (T, H, W)``; ``(N, H, W) -> (T, N, H, W)``; ``(B, N, H, W) -> (B, T, N, H, W)``.
+          Same dtype and device.
+
+    Convention:
+        As :func:`image_to_video_image`: frame ``t`` of the mask lines up with frame ``t`` of its image.
+    """
+    genotype = as_genotype(genotype)
+    frame_powers(T, frames)
+    _check_options("nearest", padding_mode)
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"expected a tensor mask, got {type(mask).__name__}")
+    mask = _plain(mask)
+    if mask.ndim not in (2, 3, 4):
+        raise ValueError(f"expected a mask of shape (H, W), (N, H, W) or (B, N, H, W), got shape {tuple(mask.shape)}")
+    height, width = mask.shape[-2:]
+    if height == 0 or width == 0:
+        raise ValueError(f"expected a non-empty mask, got shape {tuple(mask.shape)}")
+    _check_size(height, width, "mask", mask.shape)
+    dtype = _index_dtype(height, width)
+    grid = _frames_grid(grid, genotype, T, frames, height, width, dtype, mask.device)  # (T, H, W, 2)
+    # Pixel indices from 1; 0 is outside the image (zeros padding), where the label is 0.
+    index = torch.arange(1, height * width + 1, dtype=dtype, device=mask.device).view(1, 1, height, width)
+    picked = _sample(index, rearrange(grid, "t h w xy -> 1 (t h) w xy"), "nearest", padding_mode)
+    picked = rearrange(picked, "1 1 (t h) w -> t (h w)", t=T).long()  # (T, H*W), whole numbers
+    lead = mask.shape[:-2]
+    labels = torch.cat([mask.new_zeros(*lead, 1), mask.flatten(-2)], dim=-1)  # (*, 1 + H*W)
+    # One gather reads every frame's labels (stride-0 views, nothing copied T times): (*, T, H*W).
+    clip = labels.unsqueeze(-2).expand(*lead, T, -1).gather(-1, picked.expand(*lead, T, -1))
+    clip = clip.view(*lead, T, height, width)
+    return clip if mask.ndim == 2 else clip.movedim(-3, -4)  # the T axis before the mask's channel axis
+
+
+def _corner_matrices(genotype: Genotype, T: int, frames: Frames, canvas_size: tuple[int, int],
+                     dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The frames' forward matrices in torchvision's box and keypoint coordinates. Shape: ``(T, 3, 3)``.
+
+    Convention:
+        Boxes and keypoints put the origin at the top-left *corner* of the top-left pixel (a pixel
+        centre sits at ``x + 0.5``), so the pixel-centre matrices are conjugated by that half-pixel
+        shift: about ``(W / 2, H / 2)`` there is about ``((W - 1) / 2, (H - 1) / 2)`` here.
+    """
+    height, width = canvas_size
+    shift = torch.eye(3, dtype=dtype, device=device)
+    shift[:2, 2] = 0.5
+    unshift = torch.eye(3, dtype=dtype, device=device)
+    unshift[:2, 2] = -0.5
+    return shift @ video_matrices(genotype, T, height, width, frames=frames, dtype=dtype, device=device) @ unshift
+
+
+def _check_canvas_size(canvas_size: Sequence[int]) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in canvas_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"canvas_size must be (H, W), got {canvas_size!r}") from None
+    _check_size(height, width, "canvas", (height, width))
+    return height, width
+
+
+def _move_points(points: Tensor, matrices: Tensor) -> Tensor:
+    """Every point moved by every matrix. Shape: ``(*, 2)`` and ``(T, 3, 3)`` -> ``(T, *, 2)``."""
+    flat = points.reshape(-1, 2)  # (K, 2)
+    moved = torch.einsum("tij,kj->tki", matrices[:, :2, :2], flat) + matrices[:, None, :2, 2]  # (T, K, 2)
+    return moved.reshape(len(matrices), *points.shape)
+
+
+def image_to_video_keypoints(
+    keypoints: Tensor,
+    genotype: GenotypeLike,
+    T: int = 5,
+    *,
+    canvas_size: tuple[int, int],
+    frames: Frames = "centered",
+) -> Tensor:
+    """The keypoint kernel: every point moved by each frame's matrix, as torchvision's
+    ``affine_keypoints`` moves them for that frame's parameters (no clamping).
+
+    Shape:
+        - keypoints: ``(*, 2)`` as ``(x, y)``; output: ``(T, *, 2)``, same dtype.
+
+    Convention:
+        torchvision's keypoint coordinates: the origin at the top-left corner of the image, so a
+        pixel's centre is at ``(x + 0.5, y + 0.5)``.
+    """
+    genotype = as_genotype(genotype)
+    if not isinstance(keypoints, Tensor) or keypoints.ndim < 1 or keypoints.shape[-1] != 2:
+        shape = tuple(keypoints.shape) if isinstance(keypoints, Tensor) else type(keypoints).__name__
+        raise ValueError(f"expected keypoints of shape (*, 2), got {shape}")
+    points = _plain(keypoints)
+    work = points if points.is_floating_point() else points.float()
+    matrices = _corner_matrices(genotype, T, frames, _check_canvas_size(canvas_size), work.dtype, work.device)
+    return _move_points(work, matrices).to(points.dtype)
+
+
+_AXIS_ALIGNED = ("XYXY", "XYWH", "CXCYWH")
+
+
+def image_to_video_bounding_boxes(
+    bounding_boxes: Tensor,
+    genotype: GenotypeLike,
+    T: int = 5,
+    *,
+    format: tv_tensors.BoundingBoxFormat | str,
+    canvas_size: tuple[int, int],
+    frames: Frames = "centered",
+    clamping_mode: str | None = "soft",
+) -> Tensor:
+    """The box kernel: each frame's boxes as torchvision's ``affine_bounding_boxes`` makes them for
+    that frame's matrix: the enclosing box of the moved corners, clamped to the canvas by
+    ``clamping_mode`` (torchvision's ``clamp_bounding_boxes``), in the boxes' format and dtype.
+    ``genotype``, ``T`` and ``frames`` are as for :func:`image_to_video_image`.
+
+    Args:
+        bounding_boxes: axis-aligned boxes (``XYXY``, ``XYWH`` or ``CXCYWH``).
+        format: the boxes' ``tv_tensors.BoundingBoxFormat`` or its name.
+        canvas_size: the image's ``(H, W)``.
+        clamping_mode: ``"soft"`` (torchvision's default), ``"hard"`` or ``None`` (no clamping).
+
+    Shape:
+        - bounding_boxes: ``(*, 4)``; output: ``(T, *, 4)``. (:class:`~img2vid.ImageToVideo` hands
+          ``tv_tensors.BoundingBoxes`` back as a list of ``T``, since torchvision's boxes are 2-D.)
+
+    Convention:
+        torchvision's box coordinates: the origin at the top-left corner of the image, a box of the
+        whole canvas ``(0, 0, W, H)`` in ``XYXY``.
+    """
+    genotype = as_genotype(genotype)
+    if isinstance(format, str):
+        if format.upper() not in tv_tensors.BoundingBoxFormat.__members__:
+            raise ValueError(f"format must be one of {list(_AXIS_ALIGNED)}, got {format!r}")
+        format = tv_tensors.BoundingBoxFormat[format.upper()]
+    if format.name not in _AXIS_ALIGNED:
+        raise ValueError(f"image_to_video moves axis-aligned boxes (XYXY, XYWH, CXCYWH), got format {format.name}")
+    if not isinstance(bounding_boxes, Tensor) or bounding_boxes.ndim < 1 or bounding_boxes.shape[-1] != 4:
+        shape = tuple(bounding_boxes.shape) if isinstance(bounding_boxes, Tensor) else type(bounding_boxes).__name__
+        raise ValueError(f"expected bounding boxes of shape (*, 4), got {shape}")
+    canvas_size = _check_canvas_size(canvas_size)
+    xyxy_format = tv_tensors.BoundingBoxFormat.XYXY
+    plain = _plain(bounding_boxes)
+    work = plain if plain.is_floating_point() else plain.float()
+    xyxy = TF.convert_bounding_box_format(work, old_format=format, new_format=xyxy_format).reshape(-1, 4)
+    corners = xyxy[:, [[0, 1], [2, 1], [2, 3], [0, 3]]]  # (N, 4 corners, 2)
+    moved = _move_points(corners, _corner_matrices(genotype, T, frames, canvas_size, work.dtype, work.device))
+    enclosing = torch.cat([moved.amin(dim=-2), moved.amax(dim=-2)], dim=-1)  # (T, N, 4) XYXY
+    enclosing = TF.clamp_bounding_boxes(enclosing.flatten(0, 1), format=xyxy_format, canvas_size=canvas_size,
+                                        clamping_mode=clamping_mode)
+    boxes = TF.convert_bounding_box_format(enclosing, old_format=xyxy_format, new_format=format)
+    return boxes.reshape(T, *plain.shape).to(plain.dtype)
+
+
+GridFor = Callable[[int, int, torch.dtype, torch.device], Tensor]
+
+
+def image_to_video(
+    x: Any,
+    genotype: GenotypeLike,
+    T: int = 5,
+    *,
+    frames: Frames = "centered",
+    interpolation: Interpolation = "bilinear",
+    padding_mode: str = "zeros",
+    pixel_ops: bool = True,
+    generator: torch.Generator | None = None,
+) -> Any:
+    """Turn images into clips: frame ``t`` is the input moved by ``M^p(t)`` (the paper's Eq. 7).
+
+    Dispatches on the input's type to the kernels, as torchvision's ``F.affine`` does: plain tensors
+    go to :func:`image_to_video_image` (``uint8`` in, ``uint8`` out; other integer or bool tensors are
+    label maps: use ``interpolation="nearest"`` and ``pixel_ops=False`` for them, or
+    :func:`image_to_video_mask`); ``tv_tensors.Image`` and PIL images become ``tv_tensors.Video``;
+    ``tv_tensors.Mask`` goes to :func:`image_to_video_mask`, ``tv_tensors.KeyPoints`` to
+    :func:`image_to_video_keypoints` and ``tv_tensors.BoundingBoxes`` to
+    :func:`image_to_video_bounding_boxes` (a list of ``T`` ``BoundingBoxes``), each keeping its
+    metadata. The options are those of :func:`image_to_video_image`.
+
+    Args:
+        x: the image (or mask, boxes, keypoints).
+
+    Shape:
+        - Images: ``(B, C, H, W) -> (B, T, C, H, W)``, ``(C, H, W) -> (T, C, H, W)``; the others as
+          their kernels say.
+    """
+    options = dict(frames=frames, interpolation=interpolation, padding_mode=padding_mode, pixel_ops=pixel_ops,
+                   generator=generator)
+    return _dispatch(x, genotype, T, options)
+
+
+def _dispatch(inpt: Any, genotype: GenotypeLike, T: int, options: dict[str, Any],
+              grid_for: GridFor | None = None) -> Any:
+    """Call the kernel of ``inpt``'s type and wrap its result as torchvision does. ``grid_for(H, W, dtype,
+    device)`` hands the image and mask kernels a grid (:class:`~img2vid.ImageToVideo` serves the one it
+    keeps); ``None`` lets them build it."""
+    frames = options["frames"]
+    if isinstance(inpt, PIL.Image.Image):
+        inpt = TF.to_image(inpt)
+    if isinstance(inpt, tv_tensors.Video):
+        raise ValueError(f"image_to_video takes images, got a tv_tensors.Video of shape {tuple(inpt.shape)}")
+    if isinstance(inpt, tv_tensors.KeyPoints):
+        moved = image_to_video_keypoints(inpt, genotype, T, canvas_size=inpt.canvas_size, frames=frames)
+        return tv_tensors.wrap(moved, like=inpt)
+    if isinstance(inpt, tv_tensors.BoundingBoxes):
+        boxes = image_to_video_bounding_boxes(inpt, genotype, T, format=inpt.format, canvas_size=inpt.canvas_size,
+                                              frames=frames, clamping_mode=inpt.clamping_mode)
+        return [tv_tensors.wrap(frame, like=inpt) for frame in boxes]
+    if not isinstance(inpt, Tensor):
+        raise TypeError(f"image_to_video takes tensors, tv_tensors and PIL images, got {type(inpt).__name__}")
+    if isinstance(inpt, tv_tensors.Mask):
+        grid = None
+        if grid_for is not None and inpt.ndim in (2, 3, 4) and min(inpt.shape[-2:]) >= 2:
+            height, width = inpt.shape[-2:]
+            grid = grid_for(height, width, _index_dtype(height, width), inpt.device)
+        mask = image_to_video_mask(inpt, genotype, T, frames=frames, padding_mode=options["padding_mode"], grid=grid)
+        return tv_tensors.Mask(mask)
+    grid = None
+    if grid_for is not None and inpt.ndim in (3, 4) and min(inpt.shape[-2:]) >= 2:  # the kernel checks the rest
+        grid = grid_for(inpt.shape[-2], inpt.shape[-1], _sampling_dtype(inpt), inpt.device)
+    clip = image_to_video_image(inpt, genotype, T, grid=grid, **options)
+    return tv_tensors.Video(clip) if isinstance(inpt, tv_tensors.Image) else clip
 
 
 def video_to_image(

@@ -85,7 +85,7 @@ class Genotype:
         """Read what :meth:`to_json` wrote: ``{"steps": [["op", magnitude], ...]}``."""
         try:
             data = json.loads(text)
-        except (TypeError, json.JSONDecodeError) as error:
+        except (TypeError, ValueError) as error:  # ValueError: bad JSON, or an integer too long to read
             raise ValueError(f"not a genotype JSON document: {error}") from None
         if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
             raise ValueError('a genotype JSON document is {"steps": [["op", magnitude], ...]}')

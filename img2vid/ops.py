@@ -6,8 +6,10 @@ Two kinds of op live here:
   ``shear_y``) give a ``3 x 3`` matrix in pixel coordinates. A genotype's affine steps compose into
   one matrix, so a clip frame is resampled once however many steps there are.
 * **pixel** ops (``auto_contrast``, ``invert``, ``equalize``, ``solarize``, ``posterize``, ``color``,
-  ``brightness``, ``sharpness``, ``cutout``) are batched functions on float images in ``[0, 1]``,
-  with torchvision AutoAugment's magnitude meanings.
+  ``brightness``, ``sharpness``, ``cutout``) are batched functions on float images in ``[0, 1]`` and
+  on ``uint8`` images in ``[0, 255]``, with torchvision AutoAugment's magnitude meanings. A ``uint8``
+  image gets what torchvision's own ``uint8`` kernel gives (integer results, truncated where
+  torchvision truncates), so a ``uint8`` pipeline agrees with torchvision's bit for bit.
 
 Convention:
     Pixel coordinates put ``x`` to the right and ``y`` down, with the origin at the centre of the
@@ -65,6 +67,7 @@ class Op:
     meaning: str
     _fn: Callable[..., Tensor]
     random: bool = False
+    _uint8_fn: Callable[..., Tensor] | None = None  # pixel ops: the op on uint8 images, magnitude a float
 
     def matrix(self, magnitude: Magnitude, height: int, width: int) -> Tensor:
         """The op's forward matrix in pixel coordinates.
@@ -80,7 +83,7 @@ class Op:
         if self.kind != "affine":
             raise ValueError(f"op {self.name!r} is a pixel op and has no matrix")
         if not isinstance(magnitude, Tensor):
-            magnitude = torch.tensor(float(magnitude))
+            magnitude = torch.tensor(_as_float(self.name, magnitude))
         elif not magnitude.is_floating_point():
             magnitude = magnitude.to(torch.get_default_dtype())
         return self._fn(magnitude, height, width)
@@ -88,26 +91,35 @@ class Op:
     def __call__(
         self, image: Tensor, magnitude: Magnitude = 0.0, *, generator: torch.Generator | None = None
     ) -> Tensor:
-        """Apply the op to float images in ``[0, 1]``.
+        """Apply the op to float images in ``[0, 1]`` or ``uint8`` images in ``[0, 255]``.
 
         Args:
-            image: float images in ``[0, 1]``.
-            magnitude: a float or a 0-d tensor (which keeps its gradient).
+            image: float images in ``[0, 1]`` (differentiable), or ``uint8`` images, which get
+                torchvision's ``uint8`` kernel of the op (no gradient).
+            magnitude: a float or a 0-d tensor (which keeps its gradient on float images).
             generator: where a random op (``cutout``) draws its numbers; ``None`` is torch's global
                 generator. Deterministic ops draw nothing and ignore it.
 
         Shape:
             - image: ``(*, C, H, W)``; ``C`` must be 1 or 3 for ``color`` and ``sharpness``.
-            - Output: same as ``image``.
+            - Output: same as ``image``, same dtype.
         """
         if self.kind == "affine":
             raise ValueError(
                 f"op {self.name!r} is an affine op: use its matrix with img2vid.functional.warp"
             )
+        if not isinstance(image, Tensor):
+            raise TypeError(f"op {self.name!r} takes image tensors, got {type(image).__name__}")
+        if image.dtype == torch.uint8:
+            value = _as_float(self.name, magnitude)
+            return self._uint8_fn(image, value, generator=generator) if self.random else self._uint8_fn(image, value)
+        if not image.is_floating_point():
+            raise TypeError(f"op {self.name!r} takes float images in [0, 1] or uint8 images in [0, 255], got "
+                            f"{image.dtype}")
         if isinstance(magnitude, Tensor):
             m = magnitude.to(dtype=image.dtype, device=image.device)  # keeps the gradient
         else:
-            m = torch.tensor(float(magnitude), dtype=image.dtype, device=image.device)
+            m = torch.tensor(_as_float(self.name, magnitude), dtype=image.dtype, device=image.device)
         return self._fn(image, m, generator=generator) if self.random else self._fn(image, m)
 
 
@@ -205,6 +217,8 @@ def _smoothed(x: Tensor) -> Tensor:
     ``[[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13``, the one-pixel border kept. Written here because
     torchvision's version edits tensors in place, which breaks autograd."""
     channels, height, width = x.shape[-3:]
+    if height <= 2 or width <= 2:  # no interior pixel: nothing is blurred (torchvision returns the image)
+        return x
     kernel = x.new_tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13
     flat = x.reshape(-1, channels, height, width)
     blurred = F.conv2d(flat, kernel.expand(channels, 1, 3, 3), groups=channels)  # (N, C, H-2, W-2)
@@ -248,17 +262,22 @@ def _posterize(x: Tensor, m: Tensor) -> Tensor:
 
 
 def _cutout(x: Tensor, m: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    # A square of side m * min(H, W) at a uniformly random centre in each image, filled with grey.
+    out = _grey_square(x, float(m.detach()), generator)
+    return out if not m.requires_grad else out + (m - m.detach())
+
+
+def _grey_square(x: Tensor, m: float, generator: torch.Generator | None) -> Tensor:
+    # A square of side m * min(H, W) at a uniformly random centre in each image, filled with grey
+    # (0.5, or 128 in uint8: 127.5 rounded half to even, as a float clip of uint8 images rounds it).
     height, width = x.shape[-2:]
-    side = float(m.detach()) * min(height, width)
+    side = m * min(height, width)
     batch = x.shape[:-3]
     centre_y = torch.rand(*batch, 1, 1, device=x.device, generator=generator) * height
     centre_x = torch.rand(*batch, 1, 1, device=x.device, generator=generator) * width
     ys = torch.arange(height, device=x.device).view(-1, 1) + 0.5
     xs = torch.arange(width, device=x.device).view(1, -1) + 0.5
     inside = ((ys - centre_y).abs() < side / 2) & ((xs - centre_x).abs() < side / 2)  # (*, H, W)
-    out = torch.where(inside.unsqueeze(-3), torch.full_like(x, 0.5), x)
-    return out if not m.requires_grad else out + (m - m.detach())
+    return torch.where(inside.unsqueeze(-3), torch.full_like(x, 0.5 if x.is_floating_point() else 128), x)
 
 
 def _check_colour_channels(x: Tensor, name: str) -> None:
@@ -267,10 +286,54 @@ def _check_colour_channels(x: Tensor, name: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Pixel ops on uint8 images: (*, C, H, W) uint8, float magnitude -> uint8. torchvision's uint8 kernels,
+# called directly where they take any channel count, written out with torchvision's own arithmetic
+# (float32, truncated to uint8) where torchvision's would refuse channel counts our float ops accept.
+
+
+def _brightness_uint8(x: Tensor, m: float) -> Tensor:
+    return x.mul(1.0 + m).clamp_(0, 255).to(torch.uint8)  # torchvision's adjust_brightness_image
+
+
+def _auto_contrast_uint8(x: Tensor, m: float) -> Tensor:
+    # torchvision's autocontrast_image: (x - min) / ((max - min) / 255), flat channels unchanged.
+    work = x.to(torch.float32)
+    low = work.amin(dim=(-2, -1), keepdim=True)
+    high = work.amax(dim=(-2, -1), keepdim=True)
+    flat = high == low
+    inv_scale = torch.where(flat, 1.0, (high - low).mul_(1.0 / 255))
+    low = torch.where(flat, 0.0, low)
+    return (work - low).div_(inv_scale).clamp_(0, 255).to(torch.uint8)
+
+
+def _color_uint8(x: Tensor, m: float) -> Tensor:
+    _check_colour_channels(x, "color")
+    return TF.adjust_saturation(x, 1.0 + m)
+
+
+def _sharpness_uint8(x: Tensor, m: float) -> Tensor:
+    _check_colour_channels(x, "sharpness")
+    return TF.adjust_sharpness(x, 1.0 + m)
+
+
+_UINT8 = {
+    "auto_contrast": _auto_contrast_uint8,
+    "invert": lambda x, m: TF.invert(x),
+    "equalize": lambda x, m: TF.equalize(x),
+    "solarize": lambda x, m: TF.solarize(x, 255.0 * m),  # AutoAugment's threshold: m times the maximum
+    "posterize": lambda x, m: TF.posterize(x, round(m)),
+    "color": _color_uint8,
+    "brightness": _brightness_uint8,
+    "sharpness": _sharpness_uint8,
+    "cutout": _grey_square,
+}
+
+
+# ---------------------------------------------------------------------------------------------------
 
 
 def _op(name, kind, default, range_, meaning, fn, *, takes_magnitude=True, integer=False, random=False) -> Op:
-    return Op(name, kind, default, range_, takes_magnitude, integer, meaning, fn, random)
+    return Op(name, kind, default, range_, takes_magnitude, integer, meaning, fn, random, _UINT8.get(name))
 
 
 _TABLE = [
@@ -303,6 +366,23 @@ AFFINE_OPS: tuple[str, ...] = tuple(op.name for op in _TABLE if op.kind == "affi
 PIXEL_OPS: tuple[str, ...] = tuple(op.name for op in _TABLE if op.kind == "pixel")
 
 
+def _as_float(name: str, magnitude: Magnitude) -> float:
+    """The magnitude as a float; ``ValueError`` for anything that is not one number."""
+    if isinstance(magnitude, Tensor):
+        if magnitude.ndim != 0:
+            raise ValueError(f"magnitude of {name!r} must be a float or a 0-d tensor, got shape "
+                             f"{tuple(magnitude.shape)}")
+        return float(magnitude.detach())
+    try:
+        return float(magnitude)
+    except OverflowError:  # an integer past float's range: float() overflows instead of giving inf
+        digits = f" (an integer of about {int(magnitude.bit_length() * math.log10(2)) + 1} digits)" \
+            if isinstance(magnitude, int) else ""
+        raise ValueError(f"magnitude of {name!r} must be finite, got a number too large for a float{digits}") from None
+    except (TypeError, ValueError):
+        raise ValueError(f"magnitude of {name!r} must be a number, got {magnitude!r}") from None
+
+
 def op_names() -> list[str]:
     """All op names, sorted (for error messages)."""
     return sorted(OPS)
@@ -313,16 +393,7 @@ def check_magnitude(name: str, magnitude: Magnitude) -> None:
     if name not in OPS:
         raise ValueError(f"unknown op {name!r}; valid ops are {op_names()}")
     op = OPS[name]
-    if isinstance(magnitude, Tensor):
-        if magnitude.ndim != 0:
-            raise ValueError(f"magnitude of {name!r} must be a float or a 0-d tensor, got shape "
-                             f"{tuple(magnitude.shape)}")
-        value = float(magnitude.detach())
-    else:
-        try:
-            value = float(magnitude)
-        except (TypeError, ValueError):
-            raise ValueError(f"magnitude of {name!r} must be a number, got {magnitude!r}") from None
+    value = _as_float(name, magnitude)
     if not math.isfinite(value):
         raise ValueError(f"magnitude of {name!r} must be finite, got {value}")
     if not op.takes_magnitude:

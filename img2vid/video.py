@@ -9,7 +9,6 @@ import torch
 from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as TF
 
 from . import functional as I2VF
 from .functional import Frames, Interpolation
@@ -24,6 +23,10 @@ def _is_tracing() -> bool:
     return bool(is_compiling is not None and is_compiling())
 
 
+# Inputs the kernels take in their own dtypes (or refuse, as videos); anything else is an image.
+_OTHER_KINDS = (tv_tensors.Mask, tv_tensors.BoundingBoxes, tv_tensors.KeyPoints, tv_tensors.Video)
+
+
 class ImageToVideo(v2.Transform):
     """Turn each image into a clip of ``T`` frames by repeating one motion.
 
@@ -31,7 +34,10 @@ class ImageToVideo(v2.Transform):
     genotype's affine steps and ``p(t)`` is the frame's power (:attr:`powers`). Every frame is
     resampled once, in one batched warp, with torchvision's geometry. The module is also a
     torchvision v2 transform: it composes in ``v2.Compose``, handles ``tv_tensors``, pickles for
-    ``DataLoader`` workers and runs on the input's device.
+    ``DataLoader`` workers and runs on the input's device. Like torchvision's transforms it only
+    dispatches: each kind of input goes to its public kernel in :mod:`img2vid.functional`
+    (:func:`~img2vid.functional.image_to_video_image`, ``_mask``, ``_bounding_boxes``,
+    ``_keypoints``), with the sampling grid this transform keeps.
 
     Args:
         genotype: the motion, as a :class:`~img2vid.Genotype` or its string, e.g. ``"translate_x:0.05"``.
@@ -123,97 +129,35 @@ class ImageToVideo(v2.Transform):
                                    padding_mode=self.padding_mode)
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if isinstance(inpt, PIL.Image.Image):
-            inpt = TF.to_image(inpt)
-        if isinstance(inpt, tv_tensors.Video):
-            raise ValueError(f"ImageToVideo takes images, got a tv_tensors.Video of shape {tuple(inpt.shape)}")
-        if isinstance(inpt, tv_tensors.KeyPoints):
-            return self._move_keypoints(inpt)
-        if isinstance(inpt, tv_tensors.BoundingBoxes):
-            return self._move_boxes(inpt)
-        if isinstance(inpt, tv_tensors.Mask):
-            return tv_tensors.Mask(self._mask_clip(inpt.as_subclass(Tensor)))
-        if not inpt.is_floating_point() and inpt.dtype != torch.uint8:
+        # torchvision v2's shape: the transform only dispatches; the work is in the public kernels of
+        # img2vid.functional (image, mask, boxes, keypoints), handed this transform's kept grid.
+        if isinstance(inpt, Tensor) and not isinstance(inpt, _OTHER_KINDS) and not (
+            inpt.is_floating_point() or inpt.dtype == torch.uint8
+        ):
             raise TypeError(
                 f"images must be float (values in [0, 1]) or uint8, got {inpt.dtype}; "
                 "wrap label maps in tv_tensors.Mask"
             )
-        clip = self._clip(inpt.as_subclass(Tensor), self.interpolation)
-        if isinstance(inpt, tv_tensors.Image):
-            return tv_tensors.Video(clip)
-        return clip
+        return I2VF._dispatch(inpt, self.genotype, self.T, self._options(), self._frames_grid)
 
-    def _clip(self, x: Tensor, interpolation: Interpolation, pixel_ops: bool = True, what: str = "image") -> Tensor:
-        """:func:`img2vid.functional.image_to_video` with this transform's options and grid."""
-        mode = I2VF._check_options(interpolation, self.padding_mode)
-        return I2VF._image_to_video(x, self.genotype, self.powers, self._frames_grid, mode, self.padding_mode,
-                                    pixel_ops, self.generator, what)
+    def _options(self) -> dict[str, Any]:
+        return dict(frames=self.frames, interpolation=self.interpolation, padding_mode=self.padding_mode,
+                    pixel_ops=True, generator=self.generator)
 
-    def _mask_clip(self, mask: Tensor) -> Tensor:
-        """Masks as torchvision hands them out: ``(H, W) -> (T, H, W)``, ``(N, H, W) -> (T, N, H, W)``,
-        ``(B, N, H, W) -> (B, T, N, H, W)``; nearest interpolation and no pixel ops, so labels stay labels."""
-        if mask.ndim not in (2, 3, 4):
-            raise ValueError(f"expected a mask of shape (H, W), (N, H, W) or (B, N, H, W), got shape "
-                             f"{tuple(mask.shape)}")
-        if mask.ndim == 2:
-            return self._clip(mask[None], "nearest", pixel_ops=False, what="mask")[:, 0]
-        return self._clip(mask, "nearest", pixel_ops=False, what="mask")
-
-    def _coordinate_matrices(self, canvas_size: tuple[int, int], dtype: torch.dtype, device: torch.device) -> Tensor:
-        """The frames' forward matrices in torchvision's box and keypoint coordinates. Shape: ``(T, 3, 3)``.
-
-        Convention:
-            Boxes and keypoints put the origin at the top-left *corner* of the top-left pixel (a pixel
-            centre sits at ``x + 0.5``), so the pixel-centre matrices are conjugated by that half-pixel
-            shift: about ``(W / 2, H / 2)`` there is about ``((W - 1) / 2, (H - 1) / 2)`` here.
-        """
-        height, width = canvas_size
-        shift = torch.eye(3, dtype=dtype, device=device)
-        shift[:2, 2] = 0.5
-        unshift = torch.eye(3, dtype=dtype, device=device)
-        unshift[:2, 2] = -0.5
-        return shift @ self.matrices(height, width, dtype=dtype, device=device) @ unshift
-
-    def _move_points(self, points: Tensor, canvas_size: tuple[int, int]) -> Tensor:
-        """Every point moved by every frame's matrix. Shape: ``(*, 2) -> (T, *, 2)``, float."""
-        matrices = self._coordinate_matrices(canvas_size, points.dtype, points.device)  # (T, 3, 3)
-        flat = points.reshape(-1, 2)  # (K, 2)
-        moved = torch.einsum("tij,kj->tki", matrices[:, :2, :2], flat) + matrices[:, None, :2, 2]  # (T, K, 2)
-        return moved.reshape(len(matrices), *points.shape)
-
-    def _move_keypoints(self, keypoints: tv_tensors.KeyPoints) -> tv_tensors.KeyPoints:
-        """Keypoints ``(*, 2)`` moved as torchvision's ``affine`` moves them (no clamping), one set per
-        frame: ``(T, *, 2)``."""
-        points = keypoints.as_subclass(Tensor)
-        work = points if points.is_floating_point() else points.float()
-        moved = self._move_points(work, keypoints.canvas_size).to(points.dtype)
-        return tv_tensors.KeyPoints(moved, canvas_size=keypoints.canvas_size)
-
-    def _move_boxes(self, boxes: tv_tensors.BoundingBoxes) -> list[tv_tensors.BoundingBoxes]:
-        """One ``BoundingBoxes`` per frame, as torchvision's ``affine`` makes them: the enclosing box of
-        the moved corners, clamped to the canvas by the boxes' ``clamping_mode``, in their format and
-        dtype."""
-        if tv_tensors.is_rotated_bounding_format(boxes.format):
-            raise ValueError(f"ImageToVideo moves axis-aligned boxes (XYXY, XYWH, CXCYWH), got format "
-                             f"{boxes.format.name}")
-        xyxy_format = tv_tensors.BoundingBoxFormat.XYXY
-        plain = boxes.as_subclass(Tensor)
-        work = plain.float() if not plain.is_floating_point() else plain
-        xyxy = TF.convert_bounding_box_format(work, old_format=boxes.format, new_format=xyxy_format).reshape(-1, 4)
-        corners = xyxy[:, [[0, 1], [2, 1], [2, 3], [0, 3]]]  # (N, 4 corners, 2)
-        moved = self._move_points(corners, boxes.canvas_size)  # (T, N, 4, 2)
-        enclosing = torch.cat([moved.amin(dim=-2), moved.amax(dim=-2)], dim=-1)  # (T, N, 4) XYXY
-        frames = []
-        for frame in enclosing:
-            frame = TF.clamp_bounding_boxes(frame, format=xyxy_format, canvas_size=boxes.canvas_size,
-                                            clamping_mode=boxes.clamping_mode)
-            frame = TF.convert_bounding_box_format(frame, old_format=xyxy_format, new_format=boxes.format)
-            frames.append(tv_tensors.wrap(frame.reshape(plain.shape).to(plain.dtype), like=boxes))
-        return frames
+    def _clip(self, x: Tensor, interpolation: Interpolation | None = None) -> Tensor:
+        """The image kernel on a plain tensor with this transform's options and kept grid (no tv_tensor
+        dispatch, so ``torch.compile`` and ``torch.export`` see plain tensor code)."""
+        options = self._options()
+        if interpolation is not None:
+            options["interpolation"] = interpolation
+        grid = None
+        if isinstance(x, Tensor) and x.ndim in (3, 4) and min(x.shape[-2:]) >= 2:  # the kernel checks the rest
+            grid = self._frames_grid(x.shape[-2], x.shape[-1], I2VF._sampling_dtype(x), x.device)
+        return I2VF.image_to_video_image(x, self.genotype, self.T, grid=grid, **options)
 
     def _frames_grid(self, height: int, width: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-        """The frames' sampling grid, kept per device for the last image size and remade when anything
-        changes.
+        """The frames' sampling grid (:func:`img2vid.functional.video_grid`), kept per device for the
+        last image size and remade when anything changes.
 
         A genotype's motion is fixed, so the grid is the same for every batch of one size: keeping it
         spares composing the matrices and building the grid on each call (a third of a small clip's
@@ -224,14 +168,17 @@ class ImageToVideo(v2.Transform):
         key = (self.genotype, self.T, self.frames, height, width, dtype, device)
         cacheable = not _is_tracing() and not any(isinstance(m, Tensor) for _, m in self.genotype)
         if not cacheable:
-            return I2VF._frames_grid(self.genotype, self.powers, height, width, dtype, device)
+            return self._grid(height, width, dtype, device)
         kept = self._grids.get(device)
         if kept is not None and kept[0] == key:
             return kept[1]
         with torch.inference_mode(False):  # a normal tensor even if first made in inference mode
-            grid = I2VF._frames_grid(self.genotype, self.powers, height, width, dtype, device)
+            grid = self._grid(height, width, dtype, device)
         self._grids[device] = (key, grid)
         return grid
+
+    def _grid(self, height: int, width: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+        return I2VF.video_grid(self.genotype, self.T, height, width, frames=self.frames, dtype=dtype, device=device)
 
     def extra_repr(self) -> str:
         options = [f"genotype='{self.genotype}'", f"T={self.T}", f"frames={self.frames!r}"]

@@ -116,3 +116,15 @@ def test_constructor_errors():
         Genotype([("rotate", 1.0, 2.0)])
     with pytest.raises(ValueError, match="0-d tensor"):
         Genotype([("rotate", torch.ones(3))])
+
+
+def test_huge_integer_magnitudes_are_value_errors():
+    # float() of an integer past 1.8e308 overflows (OverflowError); a genotype says what is wrong instead
+    with pytest.raises(ValueError, match="magnitude of 'rotate' must be finite, got a number too large for a float"):
+        Genotype([("rotate", 10**400)])
+    with pytest.raises(ValueError, match="too large for a float"):
+        Genotype.from_json('{"steps": [["rotate", 1' + "0" * 400 + "]]}")
+    with pytest.raises(ValueError, match="not a genotype JSON document"):  # past Python's 4300-digit limit
+        Genotype.from_json('{"steps": [["rotate", 1' + "0" * 5000 + "]]}")
+    with pytest.raises(ValueError, match="must be finite"):
+        Genotype.parse("rotate:1" + "0" * 400)

@@ -196,3 +196,77 @@ def test_check_magnitude_accepts_valid_values():
     for name, op in OPS.items():
         check_magnitude(name, op.default)
         check_magnitude(name, torch.tensor(op.default))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Every pixel op against torchvision's kernel of the same dtype, applied as often as a clip applies it
+# (a frame of power p applies it |p| times: up to 3 times at T = 7).
+
+
+def torchvision_pixel_op(name, x, m):
+    """torchvision's kernel with AutoAugment's meaning of the magnitude, for x's dtype."""
+    bound = 255.0 if x.dtype == torch.uint8 else 1.0
+    return {
+        "brightness": lambda: TF.adjust_brightness(x, 1.0 + m),
+        "color": lambda: TF.adjust_saturation(x, 1.0 + m),
+        "sharpness": lambda: TF.adjust_sharpness(x.clone(), 1.0 + m),  # float sharpness writes into its input
+        "solarize": lambda: TF.solarize(x, bound * m),
+        "posterize": lambda: TF.posterize(x, int(m)),
+        "invert": lambda: TF.invert(x),
+        "auto_contrast": lambda: TF.autocontrast(x),
+        "equalize": lambda: TF.equalize(x),
+    }[name]()
+
+
+PIXEL_MAGNITUDES = {"brightness": [0.4, -0.3], "color": [-0.6, 0.8], "sharpness": [0.7, -0.5],
+                    "solarize": [0.4, 0.75], "posterize": [3.0, 6.0], "invert": [0.0], "auto_contrast": [0.0],
+                    "equalize": [0.0]}
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32], ids=["uint8", "float32"])
+@pytest.mark.parametrize(("name", "m"), [(n, m) for n, ms in PIXEL_MAGNITUDES.items() for m in ms])
+def test_pixel_op_is_torchvision_kernel_of_the_same_dtype_at_every_power(name, m, dtype):
+    full = torch.randint(0, 256, (2, 3, 12, 10), dtype=torch.uint8)
+    full[0, :, 0, 0], full[0, :, 0, 1] = 0, 255  # the extremes, where truncation and clamping show
+    x = full if dtype == torch.uint8 else full.float() / 255
+    ours, theirs = x, x
+    for power in range(1, 4):
+        ours, theirs = OPS[name](ours, m), torchvision_pixel_op(name, theirs, m)
+        assert ours.dtype == dtype
+        if dtype == torch.uint8:  # integer kernels: the same bits
+            assert torch.equal(ours, theirs), f"{name}:{m} applied {power} times"
+        else:
+            assert_close(ours, theirs, atol=1e-5, rtol=0, msg=f"{name}:{m} applied {power} times")
+
+
+def test_cutout_on_uint8_paints_grey_128_where_the_float_op_paints_0_5():
+    x = torch.randint(0, 256, (8, 3, 20, 20), dtype=torch.uint8)
+    square = OPS["cutout"](torch.zeros(8, 3, 20, 20), 0.3, generator=torch.Generator().manual_seed(3)) == 0.5
+    out = OPS["cutout"](x, 0.3, generator=torch.Generator().manual_seed(3))
+    assert out.dtype == torch.uint8 and square.any()
+    assert torch.equal(out, torch.where(square, torch.tensor(128, dtype=torch.uint8), x))
+
+
+def test_pixel_ops_refuse_other_dtypes():
+    with pytest.raises(TypeError, match=r"op 'invert' takes float images in \[0, 1\] or uint8 .* got torch.int64"):
+        OPS["invert"](torch.zeros(1, 3, 4, 4, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("huge", [10**400, -(10**400), 10**5000], ids=["1e400", "-1e400", "1e5000"])
+def test_huge_integer_magnitudes_raise_value_error(huge):
+    with pytest.raises(ValueError, match="magnitude of 'rotate' must be finite, got a number too large for a float"):
+        check_magnitude("rotate", huge)
+    with pytest.raises(ValueError, match="too large for a float"):
+        OPS["rotate"].matrix(huge, H, W)
+    with pytest.raises(ValueError, match="too large for a float"):
+        OPS["brightness"](torch.rand(1, 3, 4, 4), huge)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32], ids=["uint8", "float32"])
+@pytest.mark.parametrize("size", [(2, 2), (2, 7), (7, 2), (3, 3)])
+def test_sharpness_of_images_without_much_interior_is_torchvision_s(size, dtype):
+    # Found by the property tests: 2 x 2 float images ended in conv2d's "kernel size can't be greater
+    # than actual input size". torchvision keeps images without an interior as they are.
+    x = torch.randint(0, 256, (2, 3, *size), dtype=torch.uint8)
+    x = x if dtype == torch.uint8 else x.float() / 255
+    assert_close(OPS["sharpness"](x, 0.7), TF.adjust_sharpness(x.clone(), 1.7), atol=1e-6, rtol=0)

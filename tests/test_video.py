@@ -110,6 +110,34 @@ def test_uint8_in_uint8_out_matches_torchvision():
     assert (clip[:, 2].int() - expected.int()).abs().max() <= 1
 
 
+UINT8_PIXEL_OPS = {
+    "brightness:0.3": lambda x: TF.adjust_brightness(x, 1.3),
+    "color:-0.6": lambda x: TF.adjust_saturation(x, 0.4),
+    "sharpness:0.7": lambda x: TF.adjust_sharpness(x, 1.7),
+    "solarize:0.4": lambda x: TF.solarize(x, 0.4 * 255),  # AutoAugment's threshold: m times the maximum
+    "posterize:3": lambda x: TF.posterize(x, 3),
+    "invert": TF.invert,
+    "auto_contrast": TF.autocontrast,
+    "equalize": TF.equalize,
+}
+
+
+@pytest.mark.parametrize("op", sorted(UINT8_PIXEL_OPS))
+def test_uint8_clips_apply_torchvision_uint8_pixel_kernels_at_every_power(op):
+    # A frame of power p applies the op |p| times, as torchvision's own uint8 kernel would, bit for bit.
+    x = torch.randint(0, 256, (2, 3, H, W), dtype=torch.uint8)
+    x[:, :, 0, 0], x[:, :, 0, 1] = 0, 255
+    clip = ImageToVideo(op, T=7)(x)  # powers -3 ... 3
+    moved = ImageToVideo(f"{op},translate_x:{3 / W}", T=7)(x)  # the same, then 3 px right per power
+    for t, p in enumerate(range(-3, 4)):
+        expected = x
+        for _ in range(abs(p)):
+            expected = UINT8_PIXEL_OPS[op](expected)
+        assert torch.equal(clip[:, t], expected), f"power {p}"
+        shifted = TF.affine(expected, angle=0.0, translate=[3.0 * p, 0.0], scale=1.0, shear=[0.0, 0.0])
+        assert torch.equal(moved[:, t], shifted), f"power {p}"  # whole pixels: the warp adds nothing
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_dtypes_are_kept(dtype):
     x = torch.rand(2, 3, H, W)
@@ -172,6 +200,24 @@ def test_masks_are_not_taken_for_channels_last_images():
     # 6 instance masks of 8 x 3 pixels: a leading axis of labels, not colour channels.
     mask = tv_tensors.Mask(torch.randint(0, 2, (6, 8, 3), dtype=torch.bool))
     assert ImageToVideo("identity", T=3)(mask).shape == (3, 6, 8, 3)
+
+
+def test_masks_keep_int64_labels_past_float64_precision():
+    # instance ids packed into int64 (say class << 32 | instance) are past 2^53: they must come back exactly
+    mask = tv_tensors.Mask(torch.randint(2**60, 2**62, (H, W), dtype=torch.int64))
+    clip = ImageToVideo("rotate:30,scale:1.1", T=3)(mask)
+    assert set(clip.unique().tolist()) <= set(mask.unique().tolist()) | {0}
+    assert torch.equal(clip[1], mask)
+
+
+def test_small_channels_first_images_are_not_taken_for_channels_last():
+    # 8 channels of 4 x 4 pixels, or 5 of 3 x 3, read as written: as channels last they would be pictures
+    # of under 5 x 5 pixels, and nothing says which reading is meant.
+    for shape in [(8, 4, 4), (5, 3, 3), (2, 6, 4, 4), (6, 2, 3)]:
+        x = torch.rand(shape)
+        clip = ImageToVideo("rotate:5", T=3)(x)
+        assert clip.shape == (*shape[:-3], 3, *shape[-3:])
+        assert_close(clip[..., 1, :, :, :], x)
 
 
 def test_integer_translation_of_masks_is_exact():
