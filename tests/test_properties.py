@@ -11,6 +11,7 @@ import os
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_functional import tv_params  # torchvision parameters of each power of a one-call motion
 from torch.testing import assert_close
 from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode
@@ -18,7 +19,6 @@ from torchvision.transforms.v2 import functional as TF
 
 from img2vid import OPS, Genotype, ImageToVideo
 from img2vid.functional import frame_powers
-from test_functional import tv_params  # torchvision parameters of each power of a one-call motion
 
 SMALL = settings(max_examples=int(os.environ.get("IMG2VID_EXAMPLES", "25")), deadline=None, database=None,
                  derandomize=bool(os.environ.get("CI")), suppress_health_check=[HealthCheck.too_slow])

@@ -184,7 +184,7 @@ def test_unreadable_fashion_mnist_test_files_are_found_when_the_task_loads(tmp_p
     _fake_fashion(tmp_path / "idx", compress=False)
     images = tmp_path / "idx" / "t10k-images-idx3-ubyte"
     images.write_bytes(images.read_bytes()[:-100])
-    with pytest.raises(ValueError, match="Fashion-MNIST's test files .* cannot be read"):
+    with pytest.raises(ValueError, match=r"Fashion-MNIST's test files .* cannot be read"):
         load_task("fashion-mnist", root=tmp_path / "idx", per_class=1)
 
 
