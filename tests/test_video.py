@@ -47,8 +47,10 @@ def test_one_op_frames_match_torchvision(name, m, frames, dtype):
     video = ImageToVideo(Genotype([(name, m)]), T=4, frames=frames)
     clip = video(x)
     assert clip.shape == (2, 4, 3, H, W) and clip.dtype == dtype
-    # torchvision builds its grid partly in float32, so 1e-5 is the agreement to expect in float64 too
-    tol = 1e-5
+    # torchvision builds its grid partly in float32, so 1e-5 is the agreement to expect in float64 too. In
+    # float32 our 3x3 inverse and powers round as well, by an amount that depends on torch's kernels: the
+    # power-4 rotate:17 frame lies 1.3e-5 from torchvision's on torch 2.9 (5.5e-6 on torch 2.14.1).
+    tol = 1e-5 if dtype == torch.float64 else 2e-5
     for t, p in enumerate(video.powers):
         assert_close(clip[:, t], one_op_frame(name, m, p, x), atol=tol, rtol=0)
 
