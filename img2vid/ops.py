@@ -29,9 +29,10 @@ Gradients:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Literal, Union
+from typing import Literal, Union
 
 import torch
 import torch.nn.functional as F

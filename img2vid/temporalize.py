@@ -27,8 +27,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Callable, NamedTuple, Optional, Union
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, NamedTuple, Optional, Union
 
 import torch
 from einops import rearrange

@@ -7,9 +7,8 @@ the arm is. Video arms go through :func:`~img2vid.wrap`, as a user would.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn

@@ -19,9 +19,9 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .arms import ARMS
 from .statistics import mean_std, paired_difference, verdict_word

@@ -23,8 +23,8 @@ Under ``DistributedDataParallel`` every gradient the architect forms is averaged
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
-from typing import Any, Callable, Literal
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist

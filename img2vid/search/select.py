@@ -18,8 +18,8 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-from collections.abc import Iterator
-from typing import Any, Callable, Literal
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
 
 import torch
 from torch import Tensor

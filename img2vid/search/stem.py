@@ -36,8 +36,8 @@ Sampling is bilinear with zero padding, ``ImageToVideo``'s defaults.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Callable, Union
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Union
 
 import torch
 from einops import rearrange
