@@ -56,8 +56,8 @@ def test_image_kernel_is_torchvision_affine_image_per_frame(name, m, frames, dty
         if dtype == torch.uint8:  # both round a float32 warp, from grids that differ in the last bits:
             difference = (clip[:, t].int() - expected.int()).abs()
             assert difference.max() <= 1 and (difference > 0).float().mean() < 0.05  # ties at .5 only
-        else:
-            assert_close(clip[:, t], expected, atol=1e-5, rtol=0)
+        else:  # float32: our composed matrix powers round 1.2e-5 from float64 on torch 2.9 (5e-6 on 2.14)
+            assert_close(clip[:, t], expected, atol=2e-5 if dtype == torch.float32 else 1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("shape", [(H, W), (3, H, W), (2, 3, H, W)])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -63,14 +64,11 @@ def source_commit(package: Path) -> str | None:
     """
     root = package.parent
     try:
-        import tomllib
-    except ImportError:  # Python < 3.11: no TOML reader in the standard library
+        pyproject = (root / "pyproject.toml").read_text()
+    except OSError:
         return None
-    try:
-        name = tomllib.loads((root / "pyproject.toml").read_text())["project"]["name"]
-    except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError):
-        return None
-    if name != "img2vid":
+    # The project's own name line (no TOML reader in Python 3.10's standard library).
+    if not re.search(r'(?m)^name\s*=\s*"img2vid"\s*$', pyproject):
         return None
     git = ["git", "-C", str(root)]
     try:
