@@ -74,11 +74,13 @@ class Call(NamedTuple):
         model: the temporalized model whose forward is running.
         batch: ``B``, the clips in the call.
         T: frames per clip.
+        fused: one entry per site that fused during the call (checked when the call closes).
     """
 
     model: nn.Module
     batch: int
     T: int
+    fused: list[int]
 
 
 # Per thread, the stack of open calls, innermost last (a temporalized model may run inside another's
@@ -114,7 +116,7 @@ def temporal_call(model: nn.Module, batch: int, T: int) -> Iterator[Call]:
         >>> with temporal_call(model, batch=2, T=3):
         ...     out = model.layer1[0].conv1(frames)  # frames: (2 * 3, 64, H, W)
     """
-    call = Call(model, int(batch), int(T))
+    call = Call(model, int(batch), int(T), [])
     _open(call)
     try:
         yield call
@@ -145,6 +147,7 @@ def _fuse(site: nn.Module, frames: Any) -> Tensor:
         )
     # (B*T, C, H, W) for a CNN, (B*T, N, D) or (B*T, H, W, D) tokens for a transformer
     clip = rearrange(frames, "(b t) ... -> b t ...", t=call.T)
+    call.fused.append(1)
     return rearrange(site.fusion(clip), "b t ... -> (b t) ...")
 
 
@@ -160,7 +163,7 @@ def _fuse_output(site: nn.Module, args: tuple[Any, ...], out: Any) -> Tensor:
 
 def open_call(model: nn.Module, clip: Tensor) -> Tensor:
     """Open a call of ``model`` for ``clip`` and return its frames. Shape: ``(B, T, C, H, W) -> (B*T, C, H, W)``."""
-    _open(Call(model, clip.shape[0], clip.shape[1]))
+    _open(Call(model, clip.shape[0], clip.shape[1], []))
     return rearrange(clip, "b t c h w -> (b t) c h w")
 
 
@@ -172,6 +175,16 @@ def close_call(model: nn.Module, out: Any) -> Any:
     call = _close(model)
     if call is None or out is None:
         return None
+    if not call.fused and getattr(model, "temporal_sites", ()):
+        name = type(model).__name__
+        raise RuntimeError(
+            f"none of the {len(model.temporal_sites)} fusion sites of this temporalized {name} fused during its "
+            f"forward, so its output would be the 2D network's. Under torch.compile this happens when Dynamo "
+            f"reuses code it compiled for a plain {name} called on frames of the same shape (Dynamo does not "
+            "guard on module hooks): call torch.compiler.reset() before compiling the temporalized model, or "
+            "compile it before any plain model of its class. Otherwise the forward never reaches the sites "
+            "chosen with where="
+        )
     return per_frame(out, call.batch, call.T, None)
 
 

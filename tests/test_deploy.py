@@ -8,6 +8,7 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 from torch.testing import assert_close
+from torchvision.models.resnet import BasicBlock
 
 from img2vid.fusion import GateShiftFuse
 from img2vid.temporalize import temporalize
@@ -53,6 +54,51 @@ def test_torch_compile_forward_and_backward(clip):
     expected.sum().backward()
     for (name, p), q in zip(model.named_parameters(), twin.parameters()):
         assert_close(q.grad, p.grad, msg=name)
+
+
+class _Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.layer1 = BasicBlock(4, 4)
+        self.fc = nn.Linear(4, 5)
+
+    def forward(self, x):
+        return self.fc(self.layer1(self.conv1(x)).mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("style", ["torch.compile(model)", "model.compile()"])
+def test_code_compiled_for_the_plain_network_is_refused_not_reused(style):
+    """Dynamo does not guard on module hooks: once a plain network is compiled, a temporalized one of
+    the same class, compiled and called on frames of the same shape, would run the plain graph and
+    return the 2D network's output. The call notices that no site fused and says what to do."""
+
+    def compiled(model):
+        if style == "model.compile()":
+            model.compile(backend="eager")
+            return model
+        return torch.compile(model, backend="eager")
+
+    torch.compiler.reset()
+    try:
+        torch.manual_seed(0)
+        base = _Tiny()
+        compiled(copy.deepcopy(base))(torch.rand(6, 1, 8, 8))  # plain, 2 x 3 frames
+        model = temporalize(copy.deepcopy(base), "gsf")
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, GateShiftFuse):
+                    module.scale.normal_()
+        eager = copy.deepcopy(model)
+        fast = compiled(model)
+        clip = torch.rand(2, 3, 1, 8, 8)
+        with pytest.raises(RuntimeError, match=r"none of the \d+ fusion sites.*torch\.compiler\.reset\(\)"):
+            fast(clip)
+        torch.compiler.reset()
+        assert_close(fast(clip), eager(clip))
+        assert not torch.allclose(eager(clip), base(clip.flatten(0, 1)).view(2, 3, 5).mean(1))
+    finally:
+        torch.compiler.reset()
 
 
 @pytest.mark.slow
