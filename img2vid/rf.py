@@ -9,13 +9,16 @@
   :class:`~img2vid.ImageToVideo`, the input is the *original image*: the gradient flows back through
   the clip, so each frame's contribution lands where that frame's content came from. This is how the
   temporal receptive field of TSM / GSF becomes a reshaped spatial one (the paper's Fig. 1b and 4).
-* :func:`rf_spread` summarises an ERF by its standard deviation per axis; :func:`save_rf_figure` draws
-  heatmaps with matplotlib (an optional dependency, imported only there).
+* :func:`rf_spread` summarises an ERF by its standard deviation per axis; :func:`erf_stats` puts numbers
+  on "reshapes the receptive field": the radii holding 50% / 90% of the ERF's mass, the spread per axis,
+  the anisotropy of its covariance (elongation along any direction) and its centre of mass.
+* :func:`save_rf_figure` draws heatmaps with matplotlib (an optional dependency, imported only there).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Optional
@@ -26,6 +29,7 @@ from torch import Tensor, nn
 __all__ = [
     "RFLayer",
     "empirical_rf",
+    "erf_stats",
     "network_rf",
     "rf_layers",
     "rf_spread",
@@ -309,17 +313,138 @@ def rf_spread(erf: Tensor) -> tuple[float, float]:
     Shape:
         - erf: ``(H, W)``, non-negative.
     """
+    _, _, var_y, var_x = _moments(_distribution(erf))
+    return (math.sqrt(float(var_y)), math.sqrt(float(var_x)))
+
+
+def erf_stats(erf: Tensor, fractions: Sequence[float] = (0.5, 0.9)) -> dict[str, float]:
+    """Numbers for the size and shape of an ERF (Sec. 3.2): mass radii, spread, anisotropy, centre.
+
+    The ERF is read as a distribution over pixels, as Luo et al. (2016) read it: non-negative,
+    normalised to sum 1 here, in float64. These are numbers for "the motion *reshapes* the receptive
+    field" (the paper's Fig. 1b and 4): the radii say how far the mass reaches, the anisotropy how
+    stretched it is in any direction; an ERF stretched along a diagonal has ``sigma_y == sigma_x``, so
+    :func:`rf_spread` (one number per axis) cannot tell it from a round one.
+
+    * ``"r50"``, ``"r90"``, ...: one key ``f"r{round(100 * f)}"`` per fraction ``f``: the radius of the
+      smallest disc centred on the centre of mass that holds at least ``f`` of the mass. Each pixel
+      counts at its centre's distance, so the radius is the distance of a pixel: with the pixels sorted
+      by distance (ties in distance go in together), the first at which the cumulative mass reaches
+      ``f`` (up to float64 rounding).
+    * ``"sigma_y"``, ``"sigma_x"``: the standard deviation along rows and columns, as :func:`rf_spread`.
+    * ``"anisotropy"``: ``sqrt(lambda_max / lambda_min)`` of the 2x2 covariance matrix, the ratio of the
+      spread along the ERF's longest and shortest directions: 1 for an isotropic ERF (a disc, a square
+      block), larger the more elongated it is, whatever the direction. ``math.inf`` when ``lambda_min``
+      is 0 (all the mass on one line, e.g. a single row); 1 for a single pixel (no direction at all).
+    * ``"centre_y"``, ``"centre_x"``: the centre of mass.
+
+    Args:
+        erf: an ERF, e.g. from :func:`empirical_rf` (any normalisation).
+        fractions: the mass fractions to give radii for, each in ``(0, 1]``; at least one.
+
+    Returns:
+        A dict of Python floats: the radius keys in the order of ``fractions``, then ``"sigma_y"``,
+        ``"sigma_x"``, ``"anisotropy"``, ``"centre_y"``, ``"centre_x"``. Lengths are in pixels.
+
+    Shape:
+        - erf: ``(H, W)``, non-negative, with a positive sum.
+
+    Convention:
+        Pixel ``erf[i, j]`` sits at ``(y, x) = (i, j)``: rows down, columns right, from the top-left
+        pixel's centre.
+
+    Raises:
+        ValueError: ``erf`` is not a finite, non-negative ``(H, W)`` tensor with a positive sum, or
+            ``fractions`` is empty, holds a value outside ``(0, 1]``, or two values that name the same key.
+
+    Examples:
+        >>> erf = torch.zeros(9, 9)
+        >>> erf[3:6, 3:6] = 1.0  # a uniform 3x3 block: 1/9 of the mass at distance 0, 4/9 at 1, 4/9 at sqrt(2)
+        >>> stats = erf_stats(erf)
+        >>> {key: round(value, 4) for key, value in stats.items()}  # doctest: +NORMALIZE_WHITESPACE
+        {'r50': 1.0, 'r90': 1.4142, 'sigma_y': 0.8165, 'sigma_x': 0.8165, 'anisotropy': 1.0,
+         'centre_y': 4.0, 'centre_x': 4.0}
+    """
+    keys = _radius_keys(fractions)
+    weights = _distribution(erf)
+    centre_y, centre_x, var_y, var_x = _moments(weights)
+    # (H, 1) and (1, W): each pixel's offset from the centre of mass
+    dy = (torch.arange(erf.shape[0], dtype=weights.dtype, device=weights.device) - centre_y)[:, None]
+    dx = (torch.arange(erf.shape[1], dtype=weights.dtype, device=weights.device) - centre_x)[None, :]
+
+    # The covariance matrix [[var_y, cov], [cov, var_x]] and its eigenvalues, in closed form for 2x2.
+    var_y, var_x, cov = float(var_y), float(var_x), float((weights * dy * dx).sum())
+    mean, half_gap = (var_y + var_x) / 2, math.hypot((var_y - var_x) / 2, cov)
+    lambda_max, lambda_min = mean + half_gap, max(mean - half_gap, 0.0)
+    if lambda_max == 0:  # one pixel holds all the mass
+        anisotropy = 1.0
+    elif lambda_min <= 1e-12 * lambda_max:  # a line; the centre's rounding leaves ~1e-30 rather than 0
+        anisotropy = math.inf
+    else:
+        anisotropy = math.sqrt(lambda_max / lambda_min)
+
+    # (H, W) -> (N,) over the pixels with mass, nearest first: a pixel with no mass never sets a radius.
+    has_mass = weights > 0
+    distance, order = torch.sort(torch.sqrt(dy**2 + dx**2)[has_mass])
+    cumulative = torch.cumsum(weights[has_mass][order], dim=0)
+    stats: dict[str, float] = {}
+    for key, fraction in zip(keys, fractions):
+        # The first pixel whose cumulative mass reaches the fraction; the tolerance keeps a fraction
+        # hit exactly (5/9 on a 3x3 block) from slipping one pixel out by rounding, and the clamp
+        # covers f = 1 when the total sums to a hair below 1.
+        index = min(int((cumulative < fraction - 1e-12).sum()), len(cumulative) - 1)
+        stats[key] = float(distance[index])
+    stats.update(
+        sigma_y=math.sqrt(var_y),
+        sigma_x=math.sqrt(var_x),
+        anisotropy=anisotropy,
+        centre_y=float(centre_y),
+        centre_x=float(centre_x),
+    )
+    return stats
+
+
+def _distribution(erf: Tensor) -> Tensor:
+    """An ERF ``(H, W)`` as float64 weights summing to 1, after checking that it can be read so."""
     if not isinstance(erf, Tensor) or erf.ndim != 2:
         raise ValueError(f"erf must be a tensor (H, W), got {getattr(erf, 'shape', type(erf).__name__)}")
     weights = erf.detach().double()
-    if (weights < 0).any() or weights.sum() <= 0:
-        raise ValueError("erf must be non-negative with a positive sum")
-    weights = weights / weights.sum()
-    ys = torch.arange(erf.shape[0], dtype=weights.dtype, device=weights.device)
-    xs = torch.arange(erf.shape[1], dtype=weights.dtype, device=weights.device)
+    if not torch.isfinite(weights).all():
+        raise ValueError("erf must be finite, got NaN or infinite values")
+    if (weights < 0).any():
+        raise ValueError(f"erf must be non-negative (an ERF is |gradient|), got a minimum of {float(weights.min()):g}")
+    total = weights.sum()
+    if total <= 0:
+        raise ValueError(f"erf must have a positive sum to be read as a distribution, got {float(total):g} "
+                         f"(an all-zero map of shape {tuple(erf.shape)})")
+    return weights / total
+
+
+def _moments(weights: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(centre_y, centre_x, var_y, var_x)`` of weights ``(H, W)`` summing to 1, from their marginals."""
+    ys = torch.arange(weights.shape[0], dtype=weights.dtype, device=weights.device)
+    xs = torch.arange(weights.shape[1], dtype=weights.dtype, device=weights.device)
     py, px = weights.sum(dim=1), weights.sum(dim=0)
-    my, mx = (py * ys).sum(), (px * xs).sum()
-    return (math.sqrt(float((py * (ys - my) ** 2).sum())), math.sqrt(float((px * (xs - mx) ** 2).sum())))
+    centre_y, centre_x = (py * ys).sum(), (px * xs).sum()
+    return centre_y, centre_x, (py * (ys - centre_y) ** 2).sum(), (px * (xs - centre_x) ** 2).sum()
+
+
+def _radius_keys(fractions: Sequence[float]) -> list[str]:
+    """The keys ``f"r{round(100 * f)}"`` for ``fractions``, after checking each is in ``(0, 1]``."""
+    if isinstance(fractions, (str, bytes)) or not isinstance(fractions, Sequence) or len(fractions) == 0:
+        raise ValueError(f"fractions must be a non-empty sequence of numbers in (0, 1], e.g. (0.5, 0.9), "
+                         f"got {fractions!r}")
+    keys: dict[str, float] = {}
+    for fraction in fractions:
+        if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction <= 1:
+            raise ValueError(f"each fraction must be a number in (0, 1] (the share of the ERF's mass a radius "
+                             f"holds), got {fraction!r}")
+        key = f"r{round(100 * fraction)}"
+        if key in keys:
+            raise ValueError(f"fractions {keys[key]!r} and {fraction!r} both give the key {key!r} "
+                             "(keys are whole percentages): give fractions that round to different ones")
+        keys[key] = fraction
+    return list(keys)
 
 
 def save_rf_figure(

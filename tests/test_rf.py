@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import doctest
 import importlib.util
+import math
 import sys
 
 import pytest
@@ -13,7 +15,16 @@ from torchvision.models.resnet import BasicBlock
 
 from img2vid import ImageToVideo
 from img2vid.functional import temporal_shift
-from img2vid.rf import RFLayer, empirical_rf, network_rf, rf_layers, rf_spread, save_rf_figure, theoretical_rf
+from img2vid.rf import (
+    RFLayer,
+    empirical_rf,
+    erf_stats,
+    network_rf,
+    rf_layers,
+    rf_spread,
+    save_rf_figure,
+    theoretical_rf,
+)
 
 # --------------------------------------------------------------------------------------------------
 # Eq. 8
@@ -387,3 +398,183 @@ def test_erf_through_wrap_undoes_the_motion_without_fusion_and_reshapes_with_it(
     (sy2, sx2), (sy, sx) = rf_spread(erf_2d), rf_spread(empirical_rf(shifted, (1, 30, 30)))
     assert sx > 1.3 * sx2, (sx, sx2)
     assert sy == pytest.approx(sy2, rel=0.1)
+
+
+# --------------------------------------------------------------------------------------------------
+# ERF statistics: every oracle below is worked out by hand in the comments
+# --------------------------------------------------------------------------------------------------
+
+
+def _block(shape: tuple[int, int], rows: slice, cols: slice) -> torch.Tensor:
+    erf = torch.zeros(shape)
+    erf[rows, cols] = 1.0
+    return erf
+
+
+def test_erf_stats_of_a_uniform_3x3_block_by_hand():
+    # Centre (4, 4). Distances: 0 (1 pixel), 1 (4 pixels), sqrt(2) (4 pixels); cumulative mass
+    # 1/9, 5/9, 9/9: 0.5 is first reached at distance 1, 0.9 at sqrt(2).
+    stats = erf_stats(_block((9, 9), slice(3, 6), slice(3, 6)))
+    assert list(stats) == ["r50", "r90", "sigma_y", "sigma_x", "anisotropy", "centre_y", "centre_x"]
+    assert stats["r50"] == pytest.approx(1.0)
+    assert stats["r90"] == pytest.approx(math.sqrt(2))
+    assert stats["anisotropy"] == pytest.approx(1.0)
+    assert (stats["centre_y"], stats["centre_x"]) == (pytest.approx(4.0), pytest.approx(4.0))
+    # var over offsets -1, 0, 1 with mass 1/3 each: 2/3 per axis
+    assert stats["sigma_y"] == pytest.approx(math.sqrt(2 / 3))
+    assert stats["sigma_x"] == pytest.approx(math.sqrt(2 / 3))
+
+
+def test_erf_stats_radius_is_the_pixel_where_the_mass_first_reaches_the_fraction():
+    # Same block: a fraction met exactly (1/9, 5/9, 1) stops at that ring, not the next one; a hair
+    # more moves out a ring. Keys are whole percentages.
+    erf = _block((9, 9), slice(3, 6), slice(3, 6))
+    stats = erf_stats(erf, fractions=(1 / 9, 5 / 9, 1.0))
+    assert [key for key in stats if key.startswith("r")] == ["r11", "r56", "r100"]
+    assert stats["r11"] == pytest.approx(0.0, abs=1e-12)
+    assert stats["r56"] == pytest.approx(1.0)
+    assert stats["r100"] == pytest.approx(math.sqrt(2))
+    stats = erf_stats(erf, fractions=(0.12, 0.57))
+    assert stats["r12"] == pytest.approx(1.0)
+    assert stats["r57"] == pytest.approx(math.sqrt(2))
+    # Pixels with no mass never set a radius, however the zeros around the block are sorted.
+    assert erf_stats(torch.nn.functional.pad(erf, (20, 0, 0, 20)), fractions=(1.0,))["r100"] == pytest.approx(
+        math.sqrt(2)
+    )
+
+
+def test_erf_stats_of_a_3_by_5_block_by_hand():
+    # x offsets -2..2, mass 1/5 each: var_x = (4 + 1 + 0 + 1 + 4) / 5 = 2; y offsets -1..1: var_y = 2/3;
+    # no covariance, so the eigenvalues are 2 and 2/3 and the anisotropy sqrt(3).
+    erf = _block((9, 9), slice(3, 6), slice(2, 7))
+    stats = erf_stats(erf)
+    assert stats["sigma_x"] == pytest.approx(math.sqrt(2))
+    assert stats["sigma_y"] == pytest.approx(math.sqrt(2 / 3))
+    assert stats["anisotropy"] == pytest.approx(math.sqrt(3))
+    assert (stats["sigma_y"], stats["sigma_x"]) == pytest.approx(rf_spread(erf))
+    # Transposed, the same numbers with the axes swapped.
+    transposed = erf_stats(erf.T)
+    assert transposed["sigma_y"] == pytest.approx(math.sqrt(2))
+    assert transposed["anisotropy"] == pytest.approx(math.sqrt(3))
+    # Radii: 15 pixels of 1/15 at 0 (1), 1 (4), sqrt(2) (4), 2 (2), sqrt(5) (4); cumulative 1, 5, 9, 11,
+    # 15 (/15): 0.5 (7.5/15) is reached at sqrt(2), 0.9 (13.5/15) at sqrt(5).
+    assert stats["r50"] == pytest.approx(math.sqrt(2))
+    assert stats["r90"] == pytest.approx(math.sqrt(5))
+
+
+def test_erf_stats_of_a_line_and_of_a_point():
+    # Seven pixels of 1/7 on one row, centre column 4. This row is chosen because float64 rounding
+    # bites on it: var_y comes out ~1e-32 rather than 0, and the cumulative mass at 5 pixels a hair
+    # under 5/7 (so a radius that compared exactly would move out a ring).
+    row = _block((7, 14), slice(1, 2), slice(1, 8))
+    stats = erf_stats(row, fractions=(5 / 7, 1.0))
+    assert stats["anisotropy"] == math.inf
+    assert stats["sigma_y"] == pytest.approx(0.0, abs=1e-12)
+    assert stats["sigma_x"] == pytest.approx(2.0)  # offsets -3..3: (9 + 4 + 1 + 0 + 1 + 4 + 9) / 7 = 4
+    # Distances 0 (1 pixel), 1 (2), 2 (2), 3 (2): cumulative 1, 3, 5, 7 (/7).
+    assert stats["r71"] == pytest.approx(2.0)
+    assert stats["r100"] == pytest.approx(3.0)
+    assert erf_stats(torch.eye(6))["anisotropy"] == math.inf  # all the mass on the line y = x
+    # Seven pixels on an anti-diagonal, where rounding leaves lambda_min at ~4e-16 (not 0): still a line.
+    anti_diagonal = torch.zeros(20, 20)
+    for i in range(7):
+        anti_diagonal[i, 19 - i] = 1.0
+    assert erf_stats(anti_diagonal)["anisotropy"] == math.inf
+    point = torch.zeros(5, 9)
+    point[1, 6] = 3.0
+    stats = erf_stats(point)
+    assert stats["anisotropy"] == 1.0  # no direction at all
+    assert stats["r50"] == stats["r90"] == stats["sigma_y"] == stats["sigma_x"] == 0.0
+    assert (stats["centre_y"], stats["centre_x"]) == (1.0, 6.0)
+
+
+def test_erf_stats_sees_a_diagonal_elongation_that_rf_spread_cannot():
+    # Weight 1 on the main diagonal (0,0), (1,1), (2,2) and 1/2 on the anti-diagonal corners (0,2), (2,0);
+    # total 4, centre (1, 1). Offsets (dy, dx) and weights: (-1,-1) 1, (0,0) 1, (1,1) 1, (-1,1) 1/2, (1,-1) 1/2.
+    # var_y = var_x = (1 + 1 + 1/2 + 1/2) / 4 = 3/4; cov = (1 + 1 - 1/2 - 1/2) / 4 = 1/4.
+    # Eigenvalues of [[3/4, 1/4], [1/4, 3/4]]: 3/4 +- 1/4 = 1 and 1/2, so the anisotropy is sqrt(2).
+    erf = torch.zeros(7, 7)
+    for i in (2, 3, 4):
+        erf[i, i] = 1.0
+    erf[2, 4] = erf[4, 2] = 0.5
+    stats = erf_stats(erf)
+    assert stats["sigma_y"] == pytest.approx(stats["sigma_x"])  # per axis it looks round ...
+    assert stats["sigma_x"] == pytest.approx(math.sqrt(3 / 4))
+    assert stats["anisotropy"] == pytest.approx(math.sqrt(2))  # ... but it is stretched along y = x
+    assert erf_stats(erf.flip(1))["anisotropy"] == pytest.approx(math.sqrt(2))  # and along y = -x
+    assert (stats["centre_y"], stats["centre_x"]) == (pytest.approx(3.0), pytest.approx(3.0))
+
+
+def test_erf_stats_moving_the_erf_moves_the_centre_only():
+    here = erf_stats(_block((9, 9), slice(3, 6), slice(2, 7)))
+    there = erf_stats(_block((12, 15), slice(0, 3), slice(9, 14)))
+    assert (there["centre_y"], there["centre_x"]) == (pytest.approx(1.0), pytest.approx(11.0))
+    for key in ("r50", "r90", "sigma_y", "sigma_x", "anisotropy"):
+        assert there[key] == pytest.approx(here[key]), key
+    # And the scale of the map does not matter: it is normalised to a distribution inside.
+    assert erf_stats(7.5 * _block((9, 9), slice(3, 6), slice(2, 7))) == pytest.approx(here)
+
+
+def test_erf_stats_of_two_all_ones_convolutions_by_hand():
+    # Two 3x3 all-ones convolutions, no bias, no nonlinearity: the centre output unit (5, 5) of an 11x11
+    # output sees input rows / columns 5..9 with weight box * box = outer(v, v), v = [1, 2, 3, 2, 1]
+    # (sum 9, so the whole map sums to 81).
+    net = _ones_net(nn.Conv2d(1, 1, 3, bias=False), nn.Conv2d(1, 1, 3, bias=False))
+    erf = empirical_rf(net, (1, 15, 15), normalize="sum")
+    v = torch.tensor([1.0, 2.0, 3.0, 2.0, 1.0])
+    expected = torch.zeros(15, 15)
+    expected[5:10, 5:10] = torch.outer(v, v) / 81
+    torch.testing.assert_close(erf, expected)
+
+    stats = erf_stats(erf)
+    assert (stats["centre_y"], stats["centre_x"]) == (pytest.approx(7.0), pytest.approx(7.0))
+    # Marginal v / 9 over offsets -2..2: var = (4 * 1 + 1 * 2 + 0 * 3 + 1 * 2 + 4 * 1) / 9 = 4/3.
+    assert stats["sigma_x"] == pytest.approx(math.sqrt(4 / 3))
+    assert stats["sigma_y"] == pytest.approx(math.sqrt(4 / 3))
+    assert stats["anisotropy"] == pytest.approx(1.0)
+    # Rings by distance, (pixels x weight of each, in 81ths) and cumulative mass:
+    #   0 (1 x 9) 9; 1 (4 x 6) 33; sqrt(2) (4 x 4) 49; 2 (4 x 3) 61; sqrt(5) (8 x 2) 77; sqrt(8) (4 x 1) 81.
+    # 0.5 * 81 = 40.5 is first reached at sqrt(2); 0.9 * 81 = 72.9 at sqrt(5).
+    assert stats["r50"] == pytest.approx(math.sqrt(2))
+    assert stats["r90"] == pytest.approx(math.sqrt(5))
+
+
+@pytest.mark.parametrize(
+    ("erf", "match"),
+    [
+        (torch.tensor([[0.0, 1.0], [-0.5, 1.0]]), r"non-negative.*-0\.5"),
+        (torch.ones(9), r"tensor \(H, W\), got torch.Size\(\[9\]\)"),
+        (torch.ones(1, 3, 3), r"tensor \(H, W\)"),
+        (torch.zeros(4, 4), r"positive sum.*all-zero"),
+        (torch.tensor([[1.0, float("nan")]]), "finite"),
+    ],
+    ids=["negative", "1-D", "3-D", "zero", "nan"],
+)
+def test_erf_stats_rejects_what_is_not_a_distribution(erf, match):
+    with pytest.raises(ValueError, match=match):
+        erf_stats(erf)
+
+
+@pytest.mark.parametrize(
+    ("fractions", "match"),
+    [
+        ((0.0,), r"in \(0, 1\].*got 0\.0"),
+        ((0.5, 1.5), r"in \(0, 1\].*got 1\.5"),
+        ((), r"non-empty sequence"),
+        (0.5, r"non-empty sequence.*got 0\.5"),
+        (("0.5",), r"in \(0, 1\].*got '0\.5'"),
+        ((0.5, 0.501), r"0\.5 and 0\.501 both give the key 'r50'"),
+    ],
+    ids=["zero", "above-one", "empty", "bare-float", "string", "same-key"],
+)
+def test_erf_stats_rejects_bad_fractions(fractions, match):
+    with pytest.raises(ValueError, match=match):
+        erf_stats(torch.ones(3, 3), fractions=fractions)
+
+
+def test_erf_stats_docstring_example_runs():
+    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner()
+    for test in finder.find(erf_stats, "erf_stats", globs={"torch": torch, "erf_stats": erf_stats}):
+        runner.run(test)
+    results = runner.summarize(verbose=False)
+    assert results.attempted > 0 and results.failed == 0
