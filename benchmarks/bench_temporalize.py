@@ -70,7 +70,7 @@ import statistics
 import tempfile
 import time
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -16,7 +16,7 @@ import json
 import os
 import subprocess
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 
 def _status_kib(field: str) -> int:

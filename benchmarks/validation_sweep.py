@@ -54,7 +54,7 @@ def main() -> None:
             accuracies, tick = [], time.perf_counter()
             for seed in range(args.seeds):
                 torch.manual_seed(seed)
-                net = build_network(config.network, task.num_classes, task.in_channels, config.width)
+                net = build_network(config.network, task.num_classes, task.in_channels, config.width, config.depth)
                 built = build_arm(arm, net, genotype=motion, random=motion, fixed=motion, T=config.T,
                                   epochs=config.epochs, seed=seed)
                 train(built.model, task.train_x, task.train_y, config.recipe(built.epochs), seed,

@@ -24,7 +24,7 @@ DATASETS = ("digits", "fashion-mnist", "imagefolder")
 NETWORKS = ("small", "resnet18")
 MAGNITUDES = ("default", "authors", "learn")
 ARMS = ("baseline", "augment", "replica", "das", "das-tsm", "autoaugment", "randaugment", "trivialaugment", "random",
-        "fixed", "baseline-xT")
+        "fixed", "baseline-xT", "dilated", "large-kernel")
 
 
 def _program() -> str:
@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
         "demo",
         help="the paper's ablation beside torchvision's augmentations, on digits, Fashion-MNIST or your images",
         description="DAS search on the training/validation split, then every arm (baseline, augment, replica, das, "
-        "das-tsm, autoaugment, randaugment, trivialaugment, random, fixed, baseline-xT) on every seed, then the test "
+        "das-tsm, autoaugment, randaugment, trivialaugment, random, fixed, baseline-xT, dilated, large-kernel) on "
+        "every seed, then the test "
         "split once; prints the table with paired 95 percent intervals and writes JSON, CSV, a chart and pictures into "
         "--out. Default: cluttered scikit-learn digits (offline; the documented run took 83 minutes at one thread on a "
         "shared 2-core CPU; --quick takes a few minutes).",
@@ -63,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--arms", default=None, help=f"comma-separated arms (default: all): {','.join(ARMS)}")
     demo.add_argument("--network", choices=list(NETWORKS), default=None,
                       help="small (default, CPU) or resnet18 (torchvision's, 3x3 stem, no max-pool; for a GPU)")
+    demo.add_argument("--depth", type=int, choices=[1, 2, 3, 4], default=None,
+                      help="residual blocks of the small network (default: 2; receptive field 7, 13, 25, 49 px)")
+    demo.add_argument("--workers", type=int, default=None,
+                      help="worker processes running training runs side by side, sharing the torch threads (default "
+                      "1; 0: one per CPU core; the numbers do not depend on it)")
     demo.add_argument("--epochs", type=int, default=None, help="training epochs of every arm (default: the preset's)")
     demo.add_argument("--image-size", type=int, default=None, help="imagefolder: images resized to this (default: 32)")
     demo.add_argument("--magnitudes", choices=list(MAGNITUDES), default=None,
@@ -106,7 +112,8 @@ def _demo(args: argparse.Namespace) -> int:
     config = preset(args.dataset, quick=args.quick, root=args.root, per_class=args.per_class,
                     val_per_class=args.val_per_class, seeds=args.seeds,
                     search_seeds=args.search_seeds, arms=arms, network=args.network, epochs=args.epochs,
-                    image_size=args.image_size, magnitudes=args.magnitudes, fixed=args.fixed)
+                    image_size=args.image_size, magnitudes=args.magnitudes, fixed=args.fixed, depth=args.depth,
+                    workers=args.workers)
     with _sigterm_as_ctrl_c():
         run_benchmark(config, args.out, device=args.device, progress=not args.no_progress)
     return 0

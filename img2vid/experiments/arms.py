@@ -1,4 +1,5 @@
-"""The arms of the benchmark: the paper's ablation (Tables 5-8) beside torchvision's own augmentations.
+"""The arms of the benchmark: the paper's ablation (Tables 5-8) beside torchvision's own augmentations
+and the ordinary ways of enlarging a receptive field (Table 4's dilated and larger kernels).
 
 Every arm starts from a copy of the same seeded 2D network, so per seed the arms differ only in what
 the arm is. Video arms go through :func:`~img2vid.wrap`, as a user would.
@@ -16,8 +17,10 @@ from torch import Tensor, nn
 from ..genotype import Genotype
 from ..ops import OPS
 from ..wrap import wrap
+from .networks import dilate_last_block, enlarge_kernels
 
-__all__ = ["ARMS", "VIDEO_ARMS", "Arm", "build_arm", "check_arms", "move_magnitudes", "non_identity_steps",
+__all__ = ["ARMS", "SEARCH_ARMS", "VIDEO_ARMS", "Arm", "build_arm", "check_arms", "move_magnitudes",
+           "non_identity_steps",
            "random_genotype"]
 
 #: Arm name (as spelled in ``--arms``) -> what it is.
@@ -33,10 +36,15 @@ ARMS: dict[str, str] = {
     "random": "random affine genotype, as many non-identity steps and the same magnitudes as DAS, + GSF (Table 8)",
     "fixed": "a hand-picked motion + GSF: does searching beat a guess?",
     "baseline-xT": "2D network trained T times as many epochs: the video arms' number of passes",
+    "dilated": "2D network, its last block's 3x3 convolutions dilated by 2 (Table 4, dilated convolutions)",
+    "large-kernel": "2D network with 5x5 kernels where it has 3x3 (Table 4, larger kernels)",
 }
 
 #: Arms whose input is a clip (T frames per image): they cost T times a 2D step.
 VIDEO_ARMS = ("augment", "replica", "das", "das-tsm", "random", "fixed")
+
+#: Arms whose motion comes from the search (``random`` draws its steps to match the searched genotype).
+SEARCH_ARMS = ("augment", "das", "das-tsm", "random")
 
 #: The affine ops a random genotype draws from (the paper's search space without identity).
 _MOVES = ("translate_x", "translate_y", "scale", "rotate")
@@ -102,7 +110,8 @@ def build_arm(name: str, base: nn.Module, *, genotype: Genotype, random: Genotyp
             hand-picked one.
         T: frames per clip; also the epoch multiplier of ``baseline-xT``.
         epochs: the recipe's epochs.
-        seed: seeds the fusion modules' initialisation (drawn after the shared 2D weights).
+        seed: seeds the fusion modules' initialisation and the ``large-kernel`` arm's 5x5 kernels (drawn
+            after the shared 2D weights; every other weight of that arm is the shared one).
     """
     if name not in ARMS:
         raise ValueError(f"unknown arm {name!r}; choose from {list(ARMS)}")
@@ -112,6 +121,10 @@ def build_arm(name: str, base: nn.Module, *, genotype: Genotype, random: Genotyp
         return Arm(name, net, epochs * (T if name == "baseline-xT" else 1), None, "")
     if name in ("autoaugment", "randaugment", "trivialaugment"):
         return Arm(name, net, epochs, _torchvision_augment(name), "")
+    if name == "dilated":
+        return Arm(name, dilate_last_block(net), epochs, None, "")
+    if name == "large-kernel":
+        return Arm(name, enlarge_kernels(net, 5), epochs, None, "")
     motion, fusion = {
         "augment": (genotype, "none"),
         "replica": (Genotype("identity"), "gsf"),

@@ -3,11 +3,17 @@
 The order is the protocol: every setting comes from the configuration (chosen on validation), the
 search sees only the training and validation splits, all arms train on all seeds, and only then is the
 test split read — once — and every trained model evaluated on it.
+
+The searches and the arms' training runs are independent jobs (:mod:`~img2vid.experiments.jobs`): on a
+CPU they run in worker processes at one thread each, the arms that need no searched motion beside the
+search, the others once it has finished. Every job seeds itself, so a run gives the same numbers
+whatever the number of workers (at the same threads per job).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import platform
 import re
@@ -22,12 +28,24 @@ import torch
 from .. import __version__
 from ..genotype import Genotype
 from ..pictures import clip_strip
+from ..rf import rf_spread, save_rf_figure
 from ..video import ImageToVideo
-from .arms import VIDEO_ARMS, build_arm, move_magnitudes, non_identity_steps, random_genotype
+from .arms import SEARCH_ARMS, VIDEO_ARMS, build_arm, move_magnitudes, non_identity_steps, random_genotype
 from .config import ExperimentConfig
+from .datasets import Task
+from .jobs import Jobs, worker_count
 from .networks import build_network
-from .pictures import save_rf_pictures
-from .report import format_table, save_chart, staged_output, summarize, verdict, write_results
+from .receptive_fields import arm_rf
+from .report import (
+    format_rf_table,
+    format_table,
+    rf_summary,
+    save_chart,
+    staged_output,
+    summarize,
+    verdict,
+    write_results,
+)
 from .search import search_motion
 from .training import evaluate, progress_bar, train
 
@@ -128,77 +146,137 @@ def run_benchmark(config: ExperimentConfig, out: str | Path, *, device: str | to
     return result
 
 
+def _test_closed() -> tuple[torch.Tensor, torch.Tensor]:
+    raise RuntimeError("the test split is read once, by the benchmark itself, after every job has finished")
+
+
+def search_job(task: Task, config: ExperimentConfig, device: torch.device, seed: int) -> dict[str, Any]:
+    """One DAS search (a job): its result, and the lines it logged under ``"log"``."""
+    lines: list[str] = []
+    result = search_motion(task, config, device, seed=seed, progress=False, log=lines.append)
+    return {**result, "log": lines}
+
+
+def arm_job(task: Task, config: ExperimentConfig, device: torch.device, seed: int, arm: str,
+            motions: dict[str, str]) -> dict[str, Any]:
+    """Train arm ``arm`` on seed ``seed`` (a job): the trained model (on the CPU), its training and
+    validation accuracy, wall time, genotype, and its receptive field measured on validation images.
+
+    ``motions`` holds the genotypes as strings: ``"das"`` and ``"random"`` (for the arms that need the
+    search; ``identity`` otherwise, unused) and ``"fixed"``.
+    """
+    torch.manual_seed(seed)  # the seed's 2D network: the same initial weights in every arm of the seed
+    base = build_network(config.network, task.num_classes, task.in_channels, config.width, config.depth)
+    built = build_arm(arm, base, genotype=Genotype.parse(motions["das"]), random=Genotype.parse(motions["random"]),
+                      fixed=Genotype.parse(motions["fixed"]), T=config.T, epochs=config.epochs, seed=seed)
+    model = built.model.to(device)
+    train_x, train_y = task.train_x.to(device), task.train_y.to(device)
+    val_x, val_y = task.val_x.to(device), task.val_y.to(device)
+    tick = time.perf_counter()
+    train(model, train_x, train_y, config.recipe(built.epochs), seed, transform=built.transform)
+    wall = time.perf_counter() - tick
+    rf, maps = arm_rf(model, val_x[:config.erf_images])
+    return {"model": model.cpu(), "wall_s": wall, "train": evaluate(model, train_x, train_y)[0],
+            "val": evaluate(model, val_x, val_y)[0], "genotype": built.genotype, "rf": rf,
+            "maps": {view: erf.cpu() for view, erf in maps.items()}}
+
+
+def _cost(config: ExperimentConfig, arm: str) -> float:
+    """A training run's rough cost, to start the longest jobs first: epochs times frames per image."""
+    epochs = config.epochs * (config.T if arm == "baseline-xT" else 1)
+    return epochs * (config.T if arm in VIDEO_ARMS else 1) * (2.8 if arm == "large-kernel" else 1.0)
+
+
 def _run(config: ExperimentConfig, out: Path, device: torch.device, progress: bool,
          log: Callable[[str], None]) -> dict[str, Any]:
     """The run itself, in protocol order, writing its files into ``out``."""
     started = time.perf_counter()
     arms = list(config.arms)
-
     task = config.task()
     log(f"data: {task.description}; {len(task.train_y)} train / {len(task.val_y)} val images")
-
-    # 1. Search (training and validation splits only).
-    searches: list[dict[str, Any]] = []
-    if config.needs_search:
-        for i in range(config.search_seeds):
-            searches.append(search_motion(task, config, device, seed=config.search_seed + i, progress=progress,
-                                          log=log))
-    genotypes = [Genotype.parse(s["genotype"]) for s in searches] or [Genotype("identity")]
-    magnitudes = searches[0]["magnitudes"] if searches else {}
-    randoms = [random_genotype(non_identity_steps(g), move_magnitudes(magnitudes), seed=i)
-               for i, g in enumerate(genotypes)]
+    workers = worker_count(config.workers, device, jobs=config.search_seeds + len(arms) * config.seeds)
+    threads = max(1, torch.get_num_threads() // workers) if workers > 1 else torch.get_num_threads()
+    if workers > 1:
+        log(f"{workers} worker processes at {threads} thread(s) each")
+    # What the jobs see: the training and validation splits; the test split stays closed.
+    closed = dataclasses.replace(task, load_test=_test_closed)
     fixed = Genotype.parse(config.fixed)
-    (out / "genotype.json").write_text(genotypes[0].to_json() + "\n")
-
-    # 2. Every arm on every seed, same initialisation and data order per seed.
-    train_x, train_y = task.train_x.to(device), task.train_y.to(device)
-    val_x, val_y = task.val_x.to(device), task.val_y.to(device)
-    per_seed: dict[str, dict[str, list[Any]]] = {
-        arm: {"test": [], "val": [], "train": [], "wall_s": [], "genotype": []} for arm in arms}
-    trained: dict[tuple[int, str], torch.nn.Module] = {}
+    needs_search = [arm for arm in arms if arm in SEARCH_ARMS]
     runs = [(seed, arm) for seed in range(config.seeds) for arm in arms]
-    fresh = build_network(config.network, task.num_classes, task.in_channels, config.width)
-    for seed, arm in progress_bar(runs, progress, "arms x seeds", total=len(runs)):
-        if arm == arms[0]:
-            torch.manual_seed(seed)
-            base = build_network(config.network, task.num_classes, task.in_channels, config.width)
+
+    # 1-2. The searches (training and validation splits only) and every arm on every seed, as jobs.
+    searches: dict[int, dict[str, Any]] = {}
+    trained: dict[tuple[int, str], dict[str, Any]] = {}
+    genotypes: list[Genotype] = [Genotype("identity")]
+    randoms: list[Genotype] = [Genotype("identity")]
+    magnitudes: dict[str, float] = {}
+
+    def motions(seed: int) -> dict[str, str]:
         which = seed % len(genotypes)
-        built = build_arm(arm, base, genotype=genotypes[which], random=randoms[which], fixed=fixed, T=config.T,
-                          epochs=config.epochs, seed=seed)
-        model = built.model.to(device)
-        tick = time.perf_counter()
-        train(model, train_x, train_y, config.recipe(built.epochs), seed, transform=built.transform)
-        per_seed[arm]["wall_s"].append(time.perf_counter() - tick)
-        per_seed[arm]["train"].append(evaluate(model, train_x, train_y)[0])
-        per_seed[arm]["val"].append(evaluate(model, val_x, val_y)[0])
-        per_seed[arm]["genotype"].append(built.genotype)
-        trained[(seed, arm)] = model.cpu()
-        if not progress:
-            log(f"  seed {seed} {arm:<15} val {100 * per_seed[arm]['val'][-1]:5.1f} %  "
-                f"({per_seed[arm]['wall_s'][-1]:.0f} s)")
+        return {"das": str(genotypes[which]), "random": str(randoms[which]), "fixed": str(fixed)}
+
+    bar = progress_bar(None, progress, "jobs", total=len(runs) + (config.search_seeds if config.needs_search else 0))
+    with Jobs(workers, threads) as jobs:
+        if config.needs_search:
+            for i in range(config.search_seeds):
+                jobs.submit(("search", i), math.inf, search_job, closed, config, device, config.search_seed + i)
+        for seed, arm in runs:
+            if arm not in needs_search:
+                jobs.submit((seed, arm), _cost(config, arm), arm_job, closed, config, device, seed, arm, motions(seed))
+        for key, value in jobs.results():
+            if bar is not None:
+                bar.update()
+            if key[0] == "search":
+                for line in value.pop("log"):
+                    log(line)
+                searches[key[1]] = value
+                if len(searches) == config.search_seeds:  # every search done: the arms that need one
+                    ordered = [searches[i] for i in range(config.search_seeds)]
+                    genotypes = [Genotype.parse(s["genotype"]) for s in ordered]
+                    magnitudes = ordered[0]["magnitudes"]
+                    randoms = [random_genotype(non_identity_steps(g), move_magnitudes(magnitudes), seed=i)
+                               for i, g in enumerate(genotypes)]
+                    for seed, arm in runs:
+                        if arm in needs_search:
+                            jobs.submit((seed, arm), _cost(config, arm), arm_job, closed, config, device, seed,
+                                        arm, motions(seed))
+                continue
+            trained[key] = value
+            if not progress:
+                log(f"  seed {key[0]} {key[1]:<15} val {100 * value['val']:5.1f} %  ({value['wall_s']:.0f} s)")
+    if bar is not None:
+        bar.close()
+    searches_list = [searches[i] for i in range(len(searches))]
+    (out / "genotype.json").write_text(genotypes[0].to_json() + "\n")
 
     # 3. The test split, read once, after all training.
     test_x, test_y = task.test()
     if config.test_limit is not None:
         test_x, test_y = test_x[:config.test_limit], test_y[:config.test_limit]
+    per_seed: dict[str, dict[str, list[Any]]] = {
+        arm: {"test": [], "val": [], "train": [], "wall_s": [], "genotype": [], "rf": []} for arm in arms}
     for seed, arm in runs:
-        model = trained[(seed, arm)].to(device)
+        job = trained[(seed, arm)]
+        model = job["model"].to(device)
         per_seed[arm]["test"].append(evaluate(model, test_x, test_y)[0])
-        trained[(seed, arm)] = model.cpu()
+        job["model"] = model.cpu()
+        for field in ("val", "train", "wall_s", "genotype", "rf"):
+            per_seed[arm][field].append(job[field])
 
     rows = summarize(per_seed, arms)
+    rf_rows = rf_summary(per_seed, arms)
     closing = verdict(rows)
     search_summary: Any = None
-    if searches:
+    if searches_list:
         das_wall = per_seed["das"]["wall_s"][0] if "das" in per_seed else None
-        for s in searches:
+        for s in searches_list:
             s["time_ratio"] = s["search_s"] / das_wall if das_wall else None
-        if len(searches) == 1:
-            search_summary = searches[0]
+        if len(searches_list) == 1:
+            search_summary = searches_list[0]
         else:
-            search_summary = {"searches": searches,
-                              "agreement": agreement([s["genotype"] for s in searches], task.image_size)}
-        for s in searches:
+            search_summary = {"searches": searches_list,
+                              "agreement": agreement([s["genotype"] for s in searches_list], task.image_size)}
+        for s in searches_list:
             if s["time_ratio"] is not None:
                 log(f"search seed {s['seed']}: {s['search_s']:.0f} s = {s['time_ratio']:.2f} x one das-arm training "
                     "run (the paper: under a GPU day; Faster AutoAugment 0.23 GPU-hours, DADA 0.1 on CIFAR-10)")
@@ -208,26 +286,33 @@ def _run(config: ExperimentConfig, out: Path, device: torch.device, progress: bo
         examples = task.val_x[:4]
         rows_of_clips = [ImageToVideo(g, config.T)(examples) for g in [genotypes[0], randoms[0], fixed]]
     clip_strip(torch.cat(rows_of_clips)).save(out / "clips.png")
-    rf_models = {arm: trained[(0, arm)] for arm in arms if arm in ("baseline", "replica", "das", "das-tsm",
-                                                                   "augment", "trivialaugment")}
-    spreads = save_rf_pictures(rf_models, fresh, (task.in_channels, task.image_size, task.image_size),
-                               out / "receptive_fields.png", samples=config.erf_samples)
+    pictured = [arm for arm in PICTURED if arm in arms]
+    erfs = {arm: trained[(0, arm)]["maps"]["clip"] for arm in pictured}
+    if erfs:
+        save_rf_figure(erfs, out / "receptive_fields.png",
+                       title="Empirical receptive field of the central unit (trained, seed 0, validation images; "
+                             "video arms: the frame average, on the image)")
     save_chart(rows, out / "arms.png", title=f"{task.name}: {config.seeds} seeds, {config.per_class} images per class")
     result: dict[str, Any] = {
         "config": dataclasses.asdict(config),
-        "machine": machine(device),
+        "machine": {**machine(device), "workers": workers, "threads_per_worker": threads},
         "data": {**task.sizes(), "test": len(test_y), "description": task.description, "test_reads": task.test_reads},
         "table": rows,
+        "receptive_fields": rf_rows,
         "search": search_summary,
         "genotypes": {"das": [str(g) for g in genotypes], "random": [str(g) for g in randoms], "fixed": str(fixed)},
         "per_seed": per_seed,
-        "erf_spread_yx_seed0": spreads,
+        "erf_spread_yx_seed0": {arm: list(rf_spread(erf)) for arm, erf in erfs.items()},
         "video_arms": [arm for arm in arms if arm in VIDEO_ARMS],
         "verdict": closing,
         "wall_s": time.perf_counter() - started,
     }
     write_results(result, out)
     log(format_table(rows))
+    log(format_rf_table(rf_rows))
     log(closing)
     return result
 
+
+#: The arms whose seed-0 receptive field ``receptive_fields.png`` draws.
+PICTURED = ("baseline", "dilated", "large-kernel", "baseline-xT", "replica", "das", "fixed")

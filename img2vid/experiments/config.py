@@ -11,9 +11,9 @@ import typing
 from dataclasses import dataclass
 
 from ..genotype import Genotype
-from .arms import ARMS, check_arms
+from .arms import ARMS, SEARCH_ARMS, check_arms
 from .datasets import DATASETS, Task, load_task
-from .networks import NETWORKS
+from .networks import DEPTHS, NETWORKS
 from .training import Recipe
 
 __all__ = ["MAGNITUDES", "ExperimentConfig", "preset"]
@@ -35,8 +35,8 @@ class ExperimentConfig:
     Attributes:
         dataset, root, per_class, val_per_class, data_seed, image_size: the data
             (:func:`~img2vid.experiments.datasets.load_task`); ``val_per_class`` defaults to ``per_class``.
-        network, width: ``"small"`` (:class:`~img2vid.experiments.networks.SmallResNet` of ``width``) or
-            ``"resnet18"`` (torchvision's, for a GPU).
+        network, width, depth: ``"small"`` (:class:`~img2vid.experiments.networks.SmallResNet` of ``width``
+            and ``depth`` residual blocks, 1 to 4) or ``"resnet18"`` (torchvision's, for a GPU).
         T: frames per clip.
         epochs, batch_size, lr, weight_decay: every arm's :class:`~img2vid.experiments.training.Recipe`.
         seeds: training seeds; seed ``s`` fixes the initialisation and the data order of every arm.
@@ -53,7 +53,13 @@ class ExperimentConfig:
         edge_order: ``"chain"`` or ``"random"``: the order in which edges are decided.
         recalibrate_images: training images (as clips) that re-estimate BatchNorm statistics before
             every masked evaluation.
-        erf_samples: random inputs per receptive-field picture.
+        erf_images: validation images each arm's receptive field is measured on
+            (:mod:`~img2vid.experiments.receptive_fields`).
+        workers: worker processes that run the searches and training runs side by side, at
+            ``threads // workers`` threads each (:mod:`~img2vid.experiments.jobs`); 1: every job here, one
+            after the other; 0: one per CPU core on a CPU. On a 2-core machine two workers at one thread
+            were no faster than one process at two (the small networks use both threads well), so the
+            default is 1. The numbers do not depend on it (at the same threads per job).
         test_limit: test on the first ``test_limit`` test images only (for tests); ``None``: all.
     """
 
@@ -65,6 +71,7 @@ class ExperimentConfig:
     image_size: int = 32
     network: str = "small"
     width: int = 12
+    depth: int = 2
     T: int = 5
     epochs: int = 200
     batch_size: int = 32
@@ -83,7 +90,8 @@ class ExperimentConfig:
     fine_tune_epochs: int = 5
     edge_order: str = "chain"
     recalibrate_images: int = 512
-    erf_samples: int = 8
+    erf_images: int = 32
+    workers: int = 1
     test_limit: int | None = None
 
     def __post_init__(self) -> None:
@@ -93,16 +101,19 @@ class ExperimentConfig:
             if hints[field.name] is int and (isinstance(value, bool) or not isinstance(value, int)):
                 raise ValueError(f"{field.name} must be an integer, got {value!r}")
         for name in ("per_class", "T", "seeds", "search_seeds", "nodes", "width", "recalibrate_images",
-                     "erf_samples", "batch_size"):
+                     "erf_images", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        for name in ("warmup_epochs", "search_epochs", "fine_tune_epochs", "data_seed", "search_seed"):
+        for name in ("warmup_epochs", "search_epochs", "fine_tune_epochs", "data_seed", "search_seed", "workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose from {list(DATASETS)}")
         if self.network not in NETWORKS:
             raise ValueError(f"unknown network {self.network!r}; choose from {list(NETWORKS)}")
+        if self.depth not in DEPTHS:
+            raise ValueError(f"depth must be one of {list(DEPTHS)} (the small ResNet's residual blocks), got "
+                             f"{self.depth!r}")
         if self.magnitudes not in MAGNITUDES:
             raise ValueError(f"unknown magnitudes {self.magnitudes!r}; choose from {list(MAGNITUDES)}")
         if self.edge_order not in ("chain", "random"):
@@ -130,7 +141,7 @@ class ExperimentConfig:
 
     @property
     def needs_search(self) -> bool:
-        return any(arm in self.arms for arm in ("augment", "das", "das-tsm", "random"))
+        return any(arm in self.arms for arm in SEARCH_ARMS)
 
 
 _PRESETS: dict[str, dict[str, object]] = {
@@ -141,7 +152,7 @@ _PRESETS: dict[str, dict[str, object]] = {
 }
 
 _QUICK: dict[str, object] = {"seeds": 2, "epochs": 3, "warmup_epochs": 1, "search_epochs": 1, "nodes": 2,
-                             "fine_tune_epochs": 0, "recalibrate_images": 64, "erf_samples": 2}
+                             "fine_tune_epochs": 0, "recalibrate_images": 64, "erf_images": 8}
 
 
 def preset(dataset: str = "digits", *, quick: bool = False, **overrides: object) -> ExperimentConfig:

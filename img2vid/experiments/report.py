@@ -23,10 +23,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .arms import ARMS
-from .statistics import mean_std, paired_difference, verdict_word
+from .arms import ARMS, VIDEO_ARMS
+from .receptive_fields import METRICS, VIEWS
+from .statistics import mean_interval, mean_std, paired_difference, verdict_word
 
-__all__ = ["OUTPUT_FILES", "format_table", "save_chart", "staged_output", "summarize", "verdict", "write_results"]
+__all__ = ["OUTPUT_FILES", "format_rf_table", "format_table", "rf_summary", "save_chart", "staged_output", "summarize",
+           "verdict", "write_results"]
+
+#: The compute-matched 2D arm each video arm is also compared with (same forward and backward passes).
+EQUAL_COMPUTE = "baseline-xT"
 
 #: The files a run writes into its output folder.
 OUTPUT_FILES = ("results.json", "results.csv", "per_seed.csv", "genotype.json", "arms.png", "clips.png",
@@ -37,14 +42,17 @@ def summarize(per_seed: dict[str, dict[str, list[Any]]], arms: list[str]) -> lis
     """One row per arm with the names ``results.json`` keeps (accuracies as fractions).
 
     ``per_seed[arm]`` holds lists over seeds: ``test``, ``val``, ``train`` (accuracies), ``wall_s``
-    and ``genotype``.
+    and ``genotype``. Every arm gets its paired difference to ``baseline``; a video arm also to
+    ``baseline-xT`` (equal compute) when that arm ran (``diff_vs_baseline_xT_*``; ``None`` otherwise).
     """
     baseline = per_seed["baseline"]["test"]
+    equal = per_seed[EQUAL_COMPUTE]["test"] if EQUAL_COMPUTE in per_seed else None
     rows = []
     for arm in arms:
         runs = per_seed[arm]
         mean, std = mean_std(runs["test"])
         diff = paired_difference(runs["test"], baseline)
+        matched = paired_difference(runs["test"], equal) if equal is not None and arm in VIDEO_ARMS else None
         genotypes = sorted(set(runs["genotype"]))
         rows.append({
             "arm": arm,
@@ -56,6 +64,10 @@ def summarize(per_seed: dict[str, dict[str, list[Any]]], arms: list[str]) -> lis
             "diff_vs_baseline_std": diff["std"],
             "verdict_vs_baseline": "—" if arm == "baseline" else verdict_word(diff["ci"]),
             "wins_vs_baseline": diff["wins"],
+            "diff_vs_baseline_xT_mean": None if matched is None else matched["mean"],
+            "diff_vs_baseline_xT_ci95": None if matched is None else matched["ci"],
+            "verdict_vs_baseline_xT": None if matched is None else verdict_word(matched["ci"]),
+            "wins_vs_baseline_xT": None if matched is None else matched["wins"],
             "seeds": diff["n"],
             "val_acc_mean": mean_std(runs["val"])[0],
             "train_acc_mean": mean_std(runs["train"])[0],
@@ -66,9 +78,44 @@ def summarize(per_seed: dict[str, dict[str, list[Any]]], arms: list[str]) -> lis
     return rows
 
 
+def rf_summary(per_seed: dict[str, dict[str, list[Any]]], arms: list[str]) -> list[dict[str, Any]]:
+    """One row per arm: its theoretical receptive field (Eq. 8) and, per view of the empirical one
+    (:data:`~img2vid.experiments.receptive_fields.VIEWS`), each metric's mean over seeds with its 95 %
+    Student-t interval, plus the paired difference of the whole clip's ``r90`` to the baseline's.
+
+    ``per_seed[arm]["rf"]`` holds one :func:`~img2vid.experiments.receptive_fields.arm_rf` result per seed.
+    """
+    baseline_r90 = [rf["clip"]["r90"] for rf in per_seed["baseline"]["rf"]]
+    rows = []
+    for arm in arms:
+        measured = per_seed[arm]["rf"]
+        row: dict[str, Any] = {"arm": arm, "theoretical_rf": measured[0]["theoretical"]}
+        for view in VIEWS:
+            for metric in METRICS:
+                stats = mean_interval([rf[view][metric] for rf in measured])
+                row[f"{view}_{metric}_mean"], row[f"{view}_{metric}_ci95"] = stats["mean"], stats["ci"]
+        diff = paired_difference([rf["clip"]["r90"] for rf in measured], baseline_r90)
+        row["clip_r90_diff_vs_baseline_mean"], row["clip_r90_diff_vs_baseline_ci95"] = diff["mean"], diff["ci"]
+        row["clip_r90_verdict_vs_baseline"] = "—" if arm == "baseline" else verdict_word(diff["ci"], "larger",
+                                                                                           "smaller")
+        rows.append(row)
+    return rows
+
+
+def _interval(ci: list[float] | None, scale: float = 100.0, digits: int = 1) -> str:
+    if ci is None or math.isnan(ci[0]):
+        return ""
+    return f"[{scale * ci[0]:+.{digits}f}, {scale * ci[1]:+.{digits}f}]"
+
+
+def _matched_part(row: dict[str, Any]) -> str:
+    return f"{row['verdict_vs_baseline_xT']} ({_interval(row['diff_vs_baseline_xT_ci95']) or 'no interval'} points)"
+
+
 def verdict(rows: list[dict[str, Any]]) -> str:
-    """The closing sentence, worded from each arm's paired 95 % interval against the baseline (with one
-    seed there is no interval: the sentence gives each arm's difference and says so)."""
+    """The closing sentences, worded from each arm's paired 95 % interval against the baseline and, for
+    the video arms, against the compute-matched ``baseline-xT`` (with one seed there is no interval: the
+    sentence gives each arm's difference and says so)."""
     seeds = rows[0]["seeds"]
     others = [row for row in rows if row["arm"] != "baseline"]
     if not others:
@@ -77,25 +124,44 @@ def verdict(rows: list[dict[str, Any]]) -> str:
         return ("Against the baseline, on one seed (no interval; two or more seeds give paired 95 % intervals), "
                 "test-accuracy difference: "
                 + "; ".join(f"{row['arm']}: {100 * row['diff_vs_baseline_mean']:+.1f} points" for row in others) + ".")
-    parts = []
-    for row in others:
-        low, high = row["diff_vs_baseline_ci95"]
-        interval = "no interval" if math.isnan(low) else f"[{100 * low:+.1f}, {100 * high:+.1f}]"
-        parts.append(f"{row['arm']}: {row['verdict_vs_baseline']} ({interval} points)")
-    return (f"Against the baseline, paired over {seeds} seeds (95 % Student-t interval of the test-accuracy "
-            "difference): " + "; ".join(parts) + ".")
+    parts = [f"{row['arm']}: {row['verdict_vs_baseline']} ({_interval(row['diff_vs_baseline_ci95']) or 'no interval'} "
+             "points)" for row in others]
+    sentence = (f"Against the baseline, paired over {seeds} seeds (95 % Student-t interval of the test-accuracy "
+                "difference): " + "; ".join(parts) + ".")
+    matched = [row for row in rows if row["diff_vs_baseline_xT_mean"] is not None]
+    if matched:
+        sentence += (f" At equal compute, against {EQUAL_COMPUTE}: "
+                     + "; ".join(f"{row['arm']}: {_matched_part(row)}" for row in matched) + ".")
+    return sentence
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The printed table."""
-    lines = [f"{'arm':<15} {'test acc %':>15} {'Δ vs baseline [95 % CI]':>27} {'wins':>5} {'wall s':>8}  genotype"]
+    lines = [f"{'arm':<15} {'test acc %':>15} {'Δ vs baseline [95 % CI]':>27} {'wins':>5} "
+             f"{'Δ vs baseline-xT [95 % CI]':>29} {'wall s':>8}  genotype"]
     for row in rows:
-        low, high = row["diff_vs_baseline_ci95"]
-        ci = "" if row["arm"] == "baseline" or math.isnan(low) else f"[{100 * low:+5.1f}, {100 * high:+5.1f}]"
-        diff = "—" if row["arm"] == "baseline" else f"{100 * row['diff_vs_baseline_mean']:+5.1f} {ci}"
+        diff = "—" if row["arm"] == "baseline" else \
+            f"{100 * row['diff_vs_baseline_mean']:+5.1f} {_interval(row['diff_vs_baseline_ci95'])}"
         wins = "" if row["arm"] == "baseline" else f"{row['wins_vs_baseline']}/{row['seeds']}"
+        matched = "" if row["diff_vs_baseline_xT_mean"] is None else \
+            f"{100 * row['diff_vs_baseline_xT_mean']:+5.1f} {_interval(row['diff_vs_baseline_xT_ci95'])}"
         lines.append(f"{row['arm']:<15} {100 * row['test_acc_mean']:8.1f} ± {100 * row['test_acc_std']:4.1f} "
-                     f"{diff:>27} {wins:>5} {row['wall_s']:8.0f}  {row['genotype']}")
+                     f"{diff:>27} {wins:>5} {matched:>29} {row['wall_s']:8.0f}  {row['genotype']}")
+    return "\n".join(lines)
+
+
+def format_rf_table(rows: list[dict[str, Any]]) -> str:
+    """The printed receptive-field table: Eq. 8, then per view r50 / r90 (pixels) and anisotropy, means over seeds."""
+    lines = [f"{'arm':<15} {'RF Eq. 8':>8}  {'frame r50':>9} {'r90':>5} {'aniso':>5}  {'clip r50':>8} {'r90':>5} "
+             f"{'aniso':>5}  clip r90 Δ vs baseline [95 % CI] px"]
+    for row in rows:
+        height, width = row["theoretical_rf"]
+        rf = f"{height}" if height == width else f"{height}x{width}"
+        diff = "—" if row["arm"] == "baseline" else \
+            f"{row['clip_r90_diff_vs_baseline_mean']:+.2f} {_interval(row['clip_r90_diff_vs_baseline_ci95'], 1, 2)}"
+        lines.append(f"{row['arm']:<15} {rf:>8}  {row['frame_r50_mean']:9.2f} {row['frame_r90_mean']:5.2f} "
+                     f"{row['frame_anisotropy_mean']:5.2f}  {row['clip_r50_mean']:8.2f} {row['clip_r90_mean']:5.2f} "
+                     f"{row['clip_anisotropy_mean']:5.2f}  {diff}")
     return "\n".join(lines)
 
 
@@ -138,6 +204,10 @@ def save_chart(rows: list[dict[str, Any]], path: str | Path, *, title: str = "")
     return path
 
 
+def _csv_pair(values: list[float]) -> str:
+    return " ".join(f"{v:.6f}" for v in values)
+
+
 def write_results(result: dict[str, Any], out: Path) -> None:
     """``results.json``, ``results.csv`` and ``per_seed.csv`` into ``out``."""
     (out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
@@ -146,8 +216,9 @@ def write_results(result: dict[str, Any], out: Path) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         for row in rows:
-            low, high = row["diff_vs_baseline_ci95"]
-            writer.writerow({**row, "diff_vs_baseline_ci95": f"{low:.6f} {high:.6f}"})
+            matched = row["diff_vs_baseline_xT_ci95"]
+            writer.writerow({**row, "diff_vs_baseline_ci95": _csv_pair(row["diff_vs_baseline_ci95"]),
+                             "diff_vs_baseline_xT_ci95": "" if matched is None else _csv_pair(matched)})
     with open(out / "per_seed.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["arm", "seed", "test_acc", "val_acc", "train_acc", "diff_vs_baseline", "wall_s", "genotype"])

@@ -103,7 +103,7 @@ def search_motion(task: Task, cfg: ExperimentConfig, device: torch.device, *, se
     torch.manual_seed(seed)
     stem = searchable_stem("affine", T=cfg.T, nodes=cfg.nodes, learn_magnitudes=cfg.magnitudes == "learn",
                            magnitudes=MAGNITUDES[cfg.magnitudes])
-    base = build_network(cfg.network, task.num_classes, task.in_channels, cfg.width)
+    base = build_network(cfg.network, task.num_classes, task.in_channels, cfg.width, cfg.depth)
     reference_2d = copy.deepcopy(base)
     model = nn.Sequential(stem, temporalize(base, "gsf")).to(device)
     weights = network_parameters(model)

@@ -12,7 +12,7 @@ import math
 import statistics
 from collections.abc import Sequence
 
-__all__ = ["mean_std", "paired_difference", "student_t_quantile", "verdict_word"]
+__all__ = ["mean_interval", "mean_std", "paired_difference", "student_t_quantile", "verdict_word"]
 
 
 def _student_t_cdf(x: float, df: int) -> float:
@@ -91,6 +91,17 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def mean_interval(values: Sequence[float], level: float = 0.95) -> dict[str, object]:
+    """The mean of ``values`` over seeds with its Student-t interval: ``{"mean", "std", "ci": [low, high], "n"}``
+    (``[nan, nan]`` for one value)."""
+    mean, std = mean_std(values)
+    n = len(values)
+    if n > 1 and math.isfinite(std):
+        half = student_t_quantile(0.5 + level / 2.0, n - 1) * std / math.sqrt(n)
+        return {"mean": mean, "std": std, "ci": [mean - half, mean + half], "n": n}
+    return {"mean": mean, "std": std, "ci": [math.nan, math.nan], "n": n}
+
+
 def paired_difference(arm: Sequence[float], baseline: Sequence[float], level: float = 0.95) -> dict[str, object]:
     """Per-seed differences ``arm - baseline`` summarised: mean, std, Student-t interval and wins.
 
@@ -107,23 +118,17 @@ def paired_difference(arm: Sequence[float], baseline: Sequence[float], level: fl
     if len(arm) != len(baseline):
         raise ValueError(f"paired values need the same seeds: {len(arm)} against {len(baseline)}")
     diffs = [a - b for a, b in zip(arm, baseline)]
-    mean, std = mean_std(diffs)
-    n = len(diffs)
-    if n > 1:
-        half = student_t_quantile(0.5 + level / 2.0, n - 1) * std / math.sqrt(n)
-        ci = [mean - half, mean + half]
-    else:
-        ci = [math.nan, math.nan]
-    return {"mean": mean, "std": std, "ci": ci, "wins": sum(d > 0 for d in diffs), "n": n}
+    return {**mean_interval(diffs, level), "wins": sum(d > 0 for d in diffs)}
 
 
-def verdict_word(ci: Sequence[float]) -> str:
-    """``"better"`` if the interval lies above zero, ``"worse"`` below, else ``"no difference resolved"``."""
+def verdict_word(ci: Sequence[float], above: str = "better", below: str = "worse") -> str:
+    """``above`` (``"better"``) if the interval lies above zero, ``below`` (``"worse"``) if below it, else
+    ``"no difference resolved"``."""
     low, high = ci
     if math.isnan(low) or math.isnan(high):
         return "no interval (one seed)"
     if low > 0:
-        return "better"
+        return above
     if high < 0:
-        return "worse"
+        return below
     return "no difference resolved"

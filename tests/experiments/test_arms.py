@@ -44,7 +44,13 @@ def test_every_arm_builds_from_a_copy_of_the_same_network():
     for name in ARMS:
         arm = build_arm(name, base, genotype=DAS, random=random, fixed=fixed, T=3, epochs=4, seed=0)
         assert arm.model is not base
-        assert torch.equal(arm.model.state_dict()["conv1.weight"], base.conv1.weight)  # same initialisation
+        if name == "large-kernel":  # its own 5x5 kernels; every other weight shared
+            assert arm.model.conv1.weight.shape[-2:] == (5, 5)
+            assert torch.equal(arm.model.state_dict()["fc.weight"], base.fc.weight)
+        else:
+            assert torch.equal(arm.model.state_dict()["conv1.weight"], base.conv1.weight)  # same initialisation
+        if name == "dilated":
+            assert arm.model.layer2.conv2.dilation == (2, 2) and base.layer2.conv2.dilation == (1, 1)
         assert arm.model(x).shape == (2, 10)
         assert arm.epochs == (12 if name == "baseline-xT" else 4)
         video = getattr(arm.model, "image_to_video", None)

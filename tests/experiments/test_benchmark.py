@@ -18,7 +18,7 @@ from img2vid.experiments.config import ExperimentConfig, preset
 from img2vid.experiments.report import summarize, verdict
 
 TINY = dict(per_class=2, width=4, T=3, epochs=1, batch_size=8, seeds=2, nodes=1, warmup_epochs=1, search_epochs=1,
-            fine_tune_epochs=0, recalibrate_images=8, erf_samples=1, test_limit=40)
+            fine_tune_epochs=0, recalibrate_images=8, erf_images=2, workers=1, test_limit=40)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,8 @@ def tiny_run(tmp_path_factory):
 
     def recording_train(model, x, y, recipe, seed, **kwargs):
         events.append("train")
-        weights = {k: v.detach().clone() for k, v in model.state_dict().items() if k.endswith("conv1.weight")}
+        weights = {k: v.detach().clone() for k, v in model.state_dict().items()
+                   if k in ("conv1.weight", "fc.weight")}
         starts.append((seed, weights, torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))))
         return real_train(model, x, y, recipe, seed, **kwargs)
 
@@ -67,12 +68,18 @@ def test_arms_share_initialisation_and_data_order_per_seed(tiny_run):
     assert len(starts) == 2 * len(ARMS)
     by_seed = {}
     for seed, weights, order in starts:
-        by_seed.setdefault(seed, []).append((weights["conv1.weight"], order))
+        by_seed.setdefault(seed, []).append((weights, order))
     for runs in by_seed.values():
         first_weights, first_order = runs[0]
+        enlarged = 0
         for weights, order in runs[1:]:
-            assert torch.equal(weights, first_weights) and torch.equal(order, first_order)
-    assert not torch.equal(by_seed[0][0][0], by_seed[1][0][0])
+            assert torch.equal(weights["fc.weight"], first_weights["fc.weight"]) and torch.equal(order, first_order)
+            if weights["conv1.weight"].shape[-1] == 5:  # large-kernel: its 5x5 kernels are its own
+                enlarged += 1
+            else:
+                assert torch.equal(weights["conv1.weight"], first_weights["conv1.weight"])
+        assert enlarged == 1
+    assert not torch.equal(by_seed[0][0][0]["conv1.weight"], by_seed[1][0][0]["conv1.weight"])
 
 
 def test_results_files_and_stable_names(tiny_run):
@@ -105,6 +112,43 @@ def test_results_files_and_stable_names(tiny_run):
     random = Genotype.parse(saved["genotypes"]["random"][0])
     assert sum(n != "identity" for n, _ in random) == sum(n != "identity" for n, _ in searched)
     assert any("Against the baseline" in line for line in lines)
+
+
+def test_worker_processes_give_the_numbers_of_a_run_here(tiny_run, tmp_path):
+    """Every job seeds itself: two workers at one thread each give what one process at one thread gave."""
+    result, *_ = tiny_run
+    parallel = benchmark.run_benchmark(ExperimentConfig(**{**TINY, "workers": 2}), tmp_path, progress=False,
+                                       log=lambda _: None)
+    assert parallel["machine"]["workers"] == 2 and parallel["machine"]["threads_per_worker"] == 1
+    for arm in ARMS:
+        for field in ("test", "val", "train", "genotype", "rf"):
+            assert parallel["per_seed"][arm][field] == result["per_seed"][arm][field], (arm, field)
+    assert parallel["search"]["genotype"] == result["search"]["genotype"]
+
+
+def test_receptive_fields_and_equal_compute_in_the_results(tiny_run):
+    _, out, *_ = tiny_run
+    saved = json.loads((out / "results.json").read_text())
+    rf = {row["arm"]: row for row in saved["receptive_fields"]}
+    assert list(rf) == list(ARMS)
+    # Eq. 8 read from each arm's network (the small ResNet at depth 2: 13; dilated last block: 19; 5x5: 25).
+    assert rf["baseline"]["theoretical_rf"] == [13, 13] == rf["das"]["theoretical_rf"]
+    assert rf["dilated"]["theoretical_rf"] == [19, 19] and rf["large-kernel"]["theoretical_rf"] == [25, 25]
+    for row in rf.values():
+        for view in ("frame", "clip"):
+            assert 0 <= row[f"{view}_r50_mean"] <= row[f"{view}_r90_mean"] and row[f"{view}_anisotropy_mean"] >= 1
+    # A 2D arm's two views are one map; the per-seed numbers are what the row summarises.
+    per_seed = saved["per_seed"]
+    for measured in per_seed["baseline"]["rf"]:
+        assert measured["frame"] == measured["clip"]
+    r90 = [m["clip"]["r90"] for m in per_seed["das"]["rf"]]
+    assert rf["das"]["clip_r90_mean"] == pytest.approx(sum(r90) / 2)
+    # Video arms are compared with baseline-xT too; 2D arms are not.
+    rows = {row["arm"]: row for row in saved["table"]}
+    matched = [a - b for a, b in zip(per_seed["das"]["test"], per_seed["baseline-xT"]["test"])]
+    assert rows["das"]["diff_vs_baseline_xT_mean"] == pytest.approx(sum(matched) / 2)
+    assert rows["dilated"]["diff_vs_baseline_xT_mean"] is None and rows["baseline"]["verdict_vs_baseline_xT"] is None
+    assert "At equal compute, against baseline-xT: augment:" in saved["verdict"]
 
 
 def test_several_search_seeds_report_their_agreement(tmp_path, one_thread):
