@@ -182,9 +182,10 @@ def arm_job(task: Task, config: ExperimentConfig, device: torch.device, seed: in
 
 
 def _cost(config: ExperimentConfig, arm: str) -> float:
-    """A training run's rough cost, to start the longest jobs first: epochs times frames per image."""
+    """A training run's rough cost, to start the longest jobs first: epochs times frames per image (5x5
+    kernels: 1.6 times a 3x3 network's, measured on the digits preset)."""
     epochs = config.epochs * (config.T if arm == "baseline-xT" else 1)
-    return epochs * (config.T if arm in VIDEO_ARMS else 1) * (2.8 if arm == "large-kernel" else 1.0)
+    return epochs * (config.T if arm in VIDEO_ARMS else 1) * (1.6 if arm == "large-kernel" else 1.0)
 
 
 def _run(config: ExperimentConfig, out: Path, device: torch.device, progress: bool,
