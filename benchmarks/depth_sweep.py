@@ -14,14 +14,10 @@ from __future__ import annotations
 import argparse
 import math
 
+from results_markdown import interval  # the same interval text as the results page
+
 from img2vid.experiments import preset
 from img2vid.experiments.depth import DEPTH_ARMS, run_depth_sweep
-
-
-def _interval(ci: list[float] | None) -> str:
-    if ci is None or math.isnan(ci[0]):
-        return ""
-    return f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
 
 
 def markdown(rows: list[dict]) -> str:
@@ -32,10 +28,10 @@ def markdown(rows: list[dict]) -> str:
         accuracy = f"{100 * row['test_acc_mean']:.1f}"
         if not math.isnan(low):
             accuracy += f" [{100 * low:.1f}, {100 * high:.1f}]"
-        diff = "—" if row["arm"] == "baseline" else f"{100 * row['diff_vs_baseline_mean']:+.1f}" + _interval(
+        diff = "—" if row["arm"] == "baseline" else f"{100 * row['diff_vs_baseline_mean']:+.1f}" + interval(
             row["diff_vs_baseline_ci95"])
         matched = "—" if row["diff_vs_baseline_xT_mean"] is None else \
-            f"{100 * row['diff_vs_baseline_xT_mean']:+.1f}" + _interval(row["diff_vs_baseline_xT_ci95"])
+            f"{100 * row['diff_vs_baseline_xT_mean']:+.1f}" + interval(row["diff_vs_baseline_xT_ci95"])
         lines.append(f"| {row['depth']} | {row['theoretical_rf'][0]} | {row['arm']} | {accuracy} | {diff} | {matched} "
                      f"| {row['clip_r90_mean']:.2f} |")
     return "\n".join(lines)

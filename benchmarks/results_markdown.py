@@ -20,7 +20,8 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
-def _ci(ci: list[float] | None, scale: float = 100.0, digits: int = 1, signed: bool = True) -> str:
+def interval(ci: list[float] | None, scale: float = 100.0, digits: int = 1, signed: bool = True) -> str:
+    """`` [low, high]`` of a 95 % interval (fractions shown as points by default); empty without one."""
     if ci is None or math.isnan(ci[0]):
         return ""
     sign = "+" if signed else ""
@@ -49,12 +50,12 @@ def render(result: dict) -> str:
         if row["arm"] == "baseline":
             diff, word, wins = "—", "—", "—"
         else:
-            diff = f"{100 * row['diff_vs_baseline_mean']:+.1f}{_ci(row['diff_vs_baseline_ci95'])}"
+            diff = f"{100 * row['diff_vs_baseline_mean']:+.1f}{interval(row['diff_vs_baseline_ci95'])}"
             word, wins = row["verdict_vs_baseline"], f"{row['wins_vs_baseline']}/{row['seeds']}"
         if row.get("diff_vs_baseline_xT_mean") is None:
             matched, matched_word = "—", "—"
         else:
-            matched = f"{100 * row['diff_vs_baseline_xT_mean']:+.1f}{_ci(row['diff_vs_baseline_xT_ci95'])}"
+            matched = f"{100 * row['diff_vs_baseline_xT_mean']:+.1f}{interval(row['diff_vs_baseline_xT_ci95'])}"
             matched_word = row["verdict_vs_baseline_xT"]
         lines.append(f"| {row['arm']} | {_pct(row['test_acc_mean'])} ± {_pct(row['test_acc_std'])} | {diff} | "
                      f"{word} | {wins} | {matched} | {matched_word} | {row['wall_s']:.0f} |")
@@ -65,10 +66,10 @@ def render(result: dict) -> str:
                   "| arm | Eq. 8 | frame r50 | frame r90 | frame anisotropy | clip r50 | clip r90 | clip anisotropy "
                   "| clip r90 Δ vs baseline |", "|---|---|---|---|---|---|---|---|---|"]
         for row in result["receptive_fields"]:
-            cells = [f"{row[f'{view}_{metric}_mean']:.2f}{_ci(row[f'{view}_{metric}_ci95'], 1, 2, signed=False)}"
+            cells = [f"{row[f'{view}_{metric}_mean']:.2f}{interval(row[f'{view}_{metric}_ci95'], 1, 2, signed=False)}"
                      for view in ("frame", "clip") for metric in ("r50", "r90", "anisotropy")]
             diff = "—" if row["arm"] == "baseline" else (
-                f"{row['clip_r90_diff_vs_baseline_mean']:+.2f}{_ci(row['clip_r90_diff_vs_baseline_ci95'], 1, 2)}")
+                f"{row['clip_r90_diff_vs_baseline_mean']:+.2f}{interval(row['clip_r90_diff_vs_baseline_ci95'], 1, 2)}")
             lines.append(f"| {row['arm']} | {row['theoretical_rf'][0]} | " + " | ".join(cells) + f" | {diff} |")
     search = result.get("search")
     if search:

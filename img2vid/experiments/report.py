@@ -108,8 +108,10 @@ def _interval(ci: list[float] | None, scale: float = 100.0, digits: int = 1) -> 
     return f"[{scale * ci[0]:+.{digits}f}, {scale * ci[1]:+.{digits}f}]"
 
 
-def _matched_part(row: dict[str, Any]) -> str:
-    return f"{row['verdict_vs_baseline_xT']} ({_interval(row['diff_vs_baseline_xT_ci95']) or 'no interval'} points)"
+def _verdict_part(row: dict[str, Any], against: str) -> str:
+    """``"arm: verdict ([low, high] points)"`` against ``baseline`` or ``baseline_xT``."""
+    ci = _interval(row[f"diff_vs_{against}_ci95"]) or "no interval"
+    return f"{row['arm']}: {row[f'verdict_vs_{against}']} ({ci} points)"
 
 
 def verdict(rows: list[dict[str, Any]]) -> str:
@@ -124,14 +126,12 @@ def verdict(rows: list[dict[str, Any]]) -> str:
         return ("Against the baseline, on one seed (no interval; two or more seeds give paired 95 % intervals), "
                 "test-accuracy difference: "
                 + "; ".join(f"{row['arm']}: {100 * row['diff_vs_baseline_mean']:+.1f} points" for row in others) + ".")
-    parts = [f"{row['arm']}: {row['verdict_vs_baseline']} ({_interval(row['diff_vs_baseline_ci95']) or 'no interval'} "
-             "points)" for row in others]
     sentence = (f"Against the baseline, paired over {seeds} seeds (95 % Student-t interval of the test-accuracy "
-                "difference): " + "; ".join(parts) + ".")
+                "difference): " + "; ".join(_verdict_part(row, "baseline") for row in others) + ".")
     matched = [row for row in rows if row["diff_vs_baseline_xT_mean"] is not None]
     if matched:
         sentence += (f" At equal compute, against {EQUAL_COMPUTE}: "
-                     + "; ".join(f"{row['arm']}: {_matched_part(row)}" for row in matched) + ".")
+                     + "; ".join(_verdict_part(row, "baseline_xT") for row in matched) + ".")
     return sentence
 
 
