@@ -46,8 +46,8 @@ def _parser() -> argparse.ArgumentParser:
         "das-tsm, autoaugment, randaugment, trivialaugment, random, fixed, baseline-xT, dilated, large-kernel) on "
         "every seed, then the test "
         "split once; prints the table with paired 95 percent intervals and writes JSON, CSV, a chart and pictures into "
-        "--out. Default: cluttered scikit-learn digits (offline; the documented run took 83 minutes at one thread on a "
-        "shared 2-core CPU; --quick takes a few minutes).",
+        "--out. Default: cluttered scikit-learn digits (offline; about 20 minutes on 2 CPU cores; --quick takes a few "
+        "minutes).",
     )
     demo.add_argument("--dataset", choices=list(DATASETS), default="digits",
                       help="digits (default, offline), fashion-mnist, or imagefolder (--root DIR with train/, test/)")
@@ -70,6 +70,14 @@ def _parser() -> argparse.ArgumentParser:
                       help="worker processes running training runs side by side, sharing the torch threads (default "
                       "1; 0: one per CPU core; the numbers do not depend on it)")
     demo.add_argument("--epochs", type=int, default=None, help="training epochs of every arm (default: the preset's)")
+    demo.add_argument("--batch-size", type=int, default=None, help="training batch size (default: the preset's)")
+    demo.add_argument("--lr", type=float, default=None, help="SGD learning rate (default: the preset's)")
+    demo.add_argument("--warmup-epochs", type=int, default=None,
+                      help="search: epochs training the weights alone before the motion moves (default: the preset's)")
+    demo.add_argument("--search-epochs", type=int, default=None,
+                      help="search: bi-level epochs after the warm-up (default: the preset's)")
+    demo.add_argument("--fine-tune-epochs", type=int, default=None,
+                      help="search: weight epochs between two edge decisions (default: 5; 0: none)")
     demo.add_argument("--image-size", type=int, default=None, help="imagefolder: images resized to this (default: 32)")
     demo.add_argument("--magnitudes", choices=list(MAGNITUDES), default=None,
                       help="the search's magnitudes: default (ours), authors (larger) or learn")
@@ -104,16 +112,23 @@ def _parser() -> argparse.ArgumentParser:
 def _demo(args: argparse.Namespace) -> int:
     from .experiments import preset, run_benchmark
 
-    for name in ("per_class", "val_per_class", "seeds", "search_seeds", "epochs", "image_size"):
+    for name in ("per_class", "val_per_class", "seeds", "search_seeds", "epochs", "image_size", "batch_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    for name in ("warmup_epochs", "search_epochs", "fine_tune_epochs"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+    if args.lr is not None and not args.lr > 0:
+        raise ValueError(f"--lr must be > 0, got {args.lr}")
     arms = None if args.arms is None else tuple(a.strip() for a in args.arms.split(",") if a.strip())
     config = preset(args.dataset, quick=args.quick, root=args.root, per_class=args.per_class,
                     val_per_class=args.val_per_class, seeds=args.seeds,
                     search_seeds=args.search_seeds, arms=arms, network=args.network, epochs=args.epochs,
                     image_size=args.image_size, magnitudes=args.magnitudes, fixed=args.fixed, depth=args.depth,
-                    workers=args.workers)
+                    workers=args.workers, batch_size=args.batch_size, lr=args.lr, warmup_epochs=args.warmup_epochs,
+                    search_epochs=args.search_epochs, fine_tune_epochs=args.fine_tune_epochs)
     with _sigterm_as_ctrl_c():
         run_benchmark(config, args.out, device=args.device, progress=not args.no_progress)
     return 0

@@ -105,6 +105,9 @@ def test_no_command_is_an_error(capsys):
     [
         (["--seeds", "0"], "--seeds must be >= 1"),
         (["--per-class", "0"], "--per-class must be >= 1"),
+        (["--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--search-epochs", "-1"], "--search-epochs must be >= 0"),
+        (["--lr", "0"], "--lr must be > 0"),
         (["--arms", "baseline,mixup"], "unknown arm(s) ['mixup']"),
         (["--arms", "das"], "must include 'baseline'"),
         (["--dataset", "imagefolder"], "needs --root DIR"),
@@ -130,12 +133,13 @@ def test_demo_on_an_imagefolder_tree(tmp_path, one_thread):
                 Image.new("RGB", (9, 9), (200 * k, 30 * i, 0)).save(folder / f"{i}.png")
     code = main(["demo", "--dataset", "imagefolder", "--root", str(tmp_path / "data"), "--per-class", "2",
                  "--image-size", "8", "--quick", "--arms", "baseline,replica,trivialaugment", "--no-progress",
-                 "--out", str(tmp_path / "out")])
+                 "--batch-size", "3", "--lr", "0.02", "--out", str(tmp_path / "out")])
     assert code == 0
     import json
 
     result = json.loads((tmp_path / "out" / "results.json").read_text())
     assert result["data"]["test"] == 6 and result["config"]["dataset"] == "imagefolder"
+    assert (result["config"]["batch_size"], result["config"]["lr"]) == (3, 0.02)
     assert [row["arm"] for row in result["table"]] == ["baseline", "replica", "trivialaugment"]
 
 

@@ -73,8 +73,8 @@ class ExperimentConfig:
     width: int = 12
     depth: int = 2
     T: int = 5
-    epochs: int = 200
-    batch_size: int = 32
+    epochs: int = 60
+    batch_size: int = 16
     lr: float = 0.05
     weight_decay: float = 5e-4
     seeds: int = 5
@@ -82,8 +82,8 @@ class ExperimentConfig:
     fixed: str = "translate_x:0.05,rotate:5"
     search_seeds: int = 1
     search_seed: int = 0
-    warmup_epochs: int = 50
-    search_epochs: int = 150
+    warmup_epochs: int = 15
+    search_epochs: int = 45
     nodes: int = 4
     arch_lr: float = 0.01
     magnitudes: str = "default"
@@ -147,8 +147,10 @@ class ExperimentConfig:
 _PRESETS: dict[str, dict[str, object]] = {
     # Chosen on the validation split (benchmarks/validation_sweep.py; docs/results.md quotes the sweeps).
     "digits": {},
-    "fashion-mnist": {"per_class": 50, "width": 16, "epochs": 40, "warmup_epochs": 10, "search_epochs": 20},
-    "imagefolder": {"per_class": 50, "width": 16, "epochs": 40, "warmup_epochs": 10, "search_epochs": 20},
+    "fashion-mnist": {"per_class": 50, "width": 16, "epochs": 40, "batch_size": 32, "warmup_epochs": 10,
+                      "search_epochs": 20},
+    "imagefolder": {"per_class": 50, "width": 16, "epochs": 40, "batch_size": 32, "warmup_epochs": 10,
+                    "search_epochs": 20},
 }
 
 _QUICK: dict[str, object] = {"seeds": 2, "epochs": 3, "warmup_epochs": 1, "search_epochs": 1, "nodes": 2,
