@@ -9,8 +9,8 @@ The run's total work is then
 - every arm on every seed: epochs x training images x the arm's cost per image (baseline-xT: T times
   the epochs);
 - the search: warm-up epochs of weight steps, bi-level epochs of search iterations, the 2D network
-  trained as long for scale, ``fine_tune_epochs`` of weight steps after each of the 10 edge decisions
-  and 10 x 5 masked evaluations (each a BatchNorm recalibration plus the whole validation split);
+  trained as long for scale, ``fine_tune_epochs`` of weight steps after each edge decision
+  and edges x ops masked evaluations (each a BatchNorm recalibration plus the whole validation split);
 - after each training run, its accuracy on the training and validation splits, and the test split,
   read once per arm and seed (a forward pass counted as a third of a training step).
 
@@ -38,9 +38,8 @@ from img2vid.experiments.arms import VIDEO_ARMS
 from img2vid.experiments.config import ExperimentConfig
 from img2vid.genotype import Genotype
 from img2vid.search import Architect, network_parameters, searchable_stem
+from img2vid.search.stem import SPACES
 from img2vid.temporalize import temporalize
-
-EDGES, OPS = 10, 5  # the default stem: 4 nodes (10 edges) x 5 ops
 
 
 def measure(step, batch: int, min_run_time: float) -> tuple[float, float]:
@@ -94,11 +93,12 @@ def total(costs: dict[str, tuple[float, float]], config: ExperimentConfig, which
                for arm in config.arms)
     testing = sum(config.seeds * (train + val + test) * costs[arm][which] / 3 for arm in config.arms)
     das = costs["fixed"][which]  # a GSF clip step: what the search's weight steps cost
+    edges, ops = config.nodes * (config.nodes + 1) // 2, len(SPACES["affine"])  # the stem's edges and ops
     search = config.search_seeds * (
         config.warmup_epochs * train * das + config.search_epochs * train * costs["search"][which]
         + (config.warmup_epochs + config.search_epochs) * train * costs["baseline"][which]
-        + EDGES * config.fine_tune_epochs * train * das
-        + EDGES * OPS * (min(config.recalibrate_images, train) + val) * das / 3)
+        + edges * config.fine_tune_epochs * train * das
+        + edges * ops * (min(config.recalibrate_images, train) + val) * das / 3)
     return arms + testing + search
 
 
