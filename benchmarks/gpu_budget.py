@@ -11,8 +11,9 @@ The run's total work is then
 - the search: warm-up epochs of weight steps, bi-level epochs of search iterations, the 2D network
   trained as long for scale, ``fine_tune_epochs`` of weight steps after each edge decision
   and edges x ops masked evaluations (each a BatchNorm recalibration plus the whole validation split);
-- after each training run, its accuracy on the training and validation splits, and the test split,
-  read once per arm and seed (a forward pass counted as a third of a training step).
+- after each training run, its accuracy on as many training images as the validation split holds, on
+  the validation split, and on the test split, read once per arm and seed (a forward pass counted as
+  a third of a training step).
 
 A GPU's time is the total divided by a sustained throughput that this script cannot measure
 (``--gpu-tflops``, an assumption: say what you assumed); the CPU's is the same total at the CPU
@@ -91,7 +92,7 @@ def total(costs: dict[str, tuple[float, float]], config: ExperimentConfig, which
     """The run's total FLOPs (``which=0``) or CPU seconds (``which=1``) at ``config``'s epochs."""
     arms = sum(config.seeds * config.epochs * (config.T if arm == "baseline-xT" else 1) * train * costs[arm][which]
                for arm in config.arms)
-    testing = sum(config.seeds * (train + val + test) * costs[arm][which] / 3 for arm in config.arms)
+    testing = sum(config.seeds * (min(train, val) + val + test) * costs[arm][which] / 3 for arm in config.arms)
     das = costs["fixed"][which]  # a GSF clip step: what the search's weight steps cost
     edges, ops = config.nodes * (config.nodes + 1) // 2, len(SPACES["affine"])  # the stem's edges and ops
     search = config.search_seeds * (

@@ -59,7 +59,7 @@ def main() -> None:
                                   epochs=config.epochs, seed=seed)
                 train(built.model, task.train_x, task.train_y, config.recipe(built.epochs), seed,
                       transform=built.transform)
-                accuracies.append(evaluate(built.model, task.val_x, task.val_y)[0])
+                accuracies.append(evaluate(built.model, task.val_x, task.val_y, config.batch_size)[0])
             record = {**dict(zip(grid, values)), "arm": arm, "val_acc": accuracies,
                       "val_acc_mean": sum(accuracies) / len(accuracies), "wall_s": time.perf_counter() - tick}
             records.append(record)

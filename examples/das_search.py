@@ -87,7 +87,7 @@ def main() -> None:
             tick = time.perf_counter()
             train(model, task.train_x.to(device), task.train_y.to(device), config.recipe(), seed)
             train_s[name].append(time.perf_counter() - tick)
-            val[name].append(evaluate(model, task.val_x, task.val_y)[0])
+            val[name].append(evaluate(model, task.val_x, task.val_y, config.batch_size)[0])
     result["time_ratio"] = result["search_s"] / train_s["perturbation"][0]
     print(f"search {result['search_s']:.0f} s = {result['time_ratio']:.2f} x one das-arm training run (the paper: "
           "under a GPU day; Faster AutoAugment 0.23 GPU-hours, DADA 0.1 on CIFAR-10)")

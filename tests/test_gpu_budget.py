@@ -33,7 +33,7 @@ def test_the_total_by_hand():
                                  recalibrate_images=8)
     train, val, test = 100, 10, 50
     arms = 2 * 3 * train * (1 + 5 * 1 + 6)  # baseline-xT: T = 5 times the epochs
-    testing = 2 * (train + val + test) * (1 + 1 + 6) / 3  # accuracy on train and val after training, test
+    testing = 2 * (val + val + test) * (1 + 1 + 6) / 3  # fit (val-many training images), val, test
     search = (1 * train * 6 + 2 * train * 20 + 3 * train * 1  # warm-up, bi-level, the 2D reference
               + 10 * 1 * train * 6 + 10 * 5 * (8 + val) * 6 / 3)  # fine-tuning, masked evaluations
     assert gpu_budget.total(costs, config, 0, train, val, test) == pytest.approx(arms + testing + search)

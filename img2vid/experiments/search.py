@@ -141,12 +141,12 @@ def search_motion(task: Task, cfg: ExperimentConfig, device: torch.device, *, se
 
     train(weight_model, train_x, train_y, recipe, seed, params=weights, step=step, progress=progress,
           desc="DAS warm-up + search")
-    network_val = evaluate(model, val_x, val_y)[0]
+    network_val = evaluate(model, val_x, val_y, cfg.batch_size)[0]
 
     # The 2D network after the same epochs on the same data, for scale.
     reference_2d.to(device)
     train(reference_2d, train_x, train_y, recipe, seed)
-    baseline_val = evaluate(reference_2d, val_x, val_y)[0]
+    baseline_val = evaluate(reference_2d, val_x, val_y, cfg.batch_size)[0]
 
     # 3. selection: every evaluation recalibrates BatchNorm and scores the whole validation split.
     calibration = _recalibration_batches(train_x, cfg.recalibrate_images)
@@ -154,7 +154,7 @@ def search_motion(task: Task, cfg: ExperimentConfig, device: torch.device, *, se
 
     def validation_hits() -> tuple[Tensor, float]:
         with recalibrated_batchnorm(model, calibration):
-            return correct(model, val_x, val_y)
+            return correct(model, val_x, val_y, cfg.batch_size)
 
     def scored() -> float:
         right, loss = validation_hits()

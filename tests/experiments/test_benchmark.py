@@ -163,6 +163,31 @@ def test_several_search_seeds_report_their_agreement(tmp_path, one_thread):
     assert result["per_seed"]["das"]["genotype"] == [s["genotype"] for s in search["searches"]]
 
 
+def test_the_fit_is_read_on_every_training_image_or_on_as_many_as_the_validation_split_holds():
+    assert torch.equal(benchmark._fit_sample(20, 20, seed=3), torch.arange(20))
+    assert torch.equal(benchmark._fit_sample(5, 20, seed=3), torch.arange(5))
+    drawn = benchmark._fit_sample(1000, 30, seed=3)
+    assert len(drawn) == len(set(drawn.tolist())) == 30 and 0 <= int(drawn.min()) and int(drawn.max()) < 1000
+    assert torch.equal(drawn, benchmark._fit_sample(1000, 30, seed=3))  # the seed's own draw
+    assert not torch.equal(drawn, benchmark._fit_sample(1000, 30, seed=4))
+
+
+def test_evaluations_run_in_batches_of_the_training_batch_size(tmp_path, monkeypatch, one_thread):
+    sizes = []
+    real = benchmark.evaluate
+
+    def recording(model, x, y, batch_size=256):
+        sizes.append((len(y), batch_size))
+        return real(model, x, y, batch_size)
+
+    monkeypatch.setattr(benchmark, "evaluate", recording)
+    run = ExperimentConfig(**{**TINY, "per_class": 3, "val_per_class": 2, "seeds": 1, "arms": ("baseline",),
+                              "batch_size": 4})
+    benchmark.run_benchmark(run, tmp_path / "out", progress=False, log=lambda line: None)
+    # train (30 images) is read on 20 of them, as many as validation; then validation; then the test split
+    assert sizes == [(20, 4), (20, 4), (40, 4)]
+
+
 def test_agreement_by_hand():
     out = benchmark.agreement(["translate_x:0.1,identity", "translate_x:0.1,rotate:5", "scale:1.05,rotate:5"], 20)
     assert [e["share"] for e in out["per_edge"]] == pytest.approx([2 / 3, 2 / 3])
