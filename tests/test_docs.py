@@ -143,6 +143,9 @@ def test_results_page_uses_the_layout_results_markdown_renders():
               "table": [{"arm": "baseline", "test_acc_mean": 0.567, "test_acc_std": 0.014, "wall_s": 94.0}],
               "search": search}
     rendered = results_markdown.render(result).splitlines()
+    assert "`89c1c95`, x86_64, 2 cores" in rendered[0]  # a run recorded before the CPU was
+    result["machine"]["cpu"] = "AMD EPYC (AVX2)"
+    assert "`89c1c95`, AMD EPYC (AVX2), 2 cores" in results_markdown.render(result).splitlines()[0]
     page = (ROOT / "docs" / "results.md").read_text().splitlines()
     search_header = next(line for line in rendered if line.startswith("| search seed"))
     assert search_header in page and all(len(line) <= 120 for line in rendered if line.startswith("| 0 "))

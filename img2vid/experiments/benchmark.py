@@ -49,11 +49,37 @@ from .report import (
 from .search import search_motion
 from .training import evaluate, progress_bar, train
 
-__all__ = ["agreement", "machine", "run_benchmark", "source_commit"]
+__all__ = ["agreement", "cpu_model", "machine", "run_benchmark", "source_commit"]
+
+
+_SIMD = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sve", "SVE"), ("asimd", "NEON"))
+
+
+def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:
+    """The CPU's model name and its widest vector extension, e.g. ``"AMD EPYC (AVX2)"``.
+
+    Read from ``/proc/cpuinfo`` (Linux); ``None`` where it cannot be read. The vector extension is what
+    sets a CPU's convolution throughput: the same 2-core run takes several times longer with AVX2 than
+    with AVX-512, so every timing on the results page names it.
+    """
+    try:
+        lines = Path(cpuinfo).read_text().splitlines()
+    except OSError:
+        return None
+    fields: dict[str, str] = {}
+    for line in lines:
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip().lower(), value.strip())
+    model = fields.get("model name") or fields.get("cpu model") or fields.get("hardware")
+    flags = set((fields.get("flags") or fields.get("features") or "").split())
+    simd = next((name for flag, name in _SIMD if flag in flags), None)
+    if model is None:
+        return simd
+    return f"{model} ({simd})" if simd else model
 
 
 def machine(device: torch.device) -> dict[str, Any]:
-    """Where the run happened: platform, processor, threads, library versions, GPU, and which img2vid.
+    """Where the run happened: platform, CPU, threads, library versions, GPU, and which img2vid.
 
     ``img2vid`` is the package's version; ``commit`` is the git commit (``-dirty`` with uncommitted
     changes) only when the package runs from img2vid's own checkout (:func:`source_commit`), else ``None``.
@@ -61,6 +87,7 @@ def machine(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -314,6 +314,22 @@ def test_the_commit_recorded_is_img2vids_own_never_the_users_repository(tmp_path
     assert benchmark.machine(torch.device("cpu"))["commit"] == commit + "-dirty"
 
 
+def test_the_machine_record_names_the_cpu_and_its_widest_vector_extension(tmp_path):
+    intel = tmp_path / "intel"
+    intel.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz\n"
+                     "flags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw\n\nprocessor\t: 1\n"
+                     "model name\t: Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz\n")
+    assert benchmark.cpu_model(intel) == "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz (AVX-512)"
+    amd = tmp_path / "amd"
+    amd.write_text("model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx fma avx2\n")
+    assert benchmark.cpu_model(amd) == "AMD EPYC (AVX2)"
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd evtstrm crc32\nCPU part\t: 0xd0c\n")
+    assert benchmark.cpu_model(arm) == "NEON"
+    assert benchmark.cpu_model(tmp_path / "missing") is None
+    assert "cpu" in benchmark.machine(torch.device("cpu"))
+
+
 def _rows(baseline, das):
     per_seed = {arm: {"test": test, "val": test, "train": test, "wall_s": [1.0] * len(test),
                       "genotype": [""] * len(test)} for arm, test in (("baseline", baseline), ("das", das))}
