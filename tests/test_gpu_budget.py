@@ -5,6 +5,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+import torchvision
 
 from img2vid.experiments import preset
 
@@ -37,3 +38,10 @@ def test_the_total_by_hand():
     search = (1 * train * 6 + 2 * train * 20 + 3 * train * 1  # warm-up, bi-level, the 2D reference
               + 10 * 1 * train * 6 + 10 * 5 * (8 + val) * 6 / 3)  # fine-tuning, masked evaluations
     assert gpu_budget.total(costs, config, 0, train, val, test) == pytest.approx(arms + testing + search)
+
+
+def test_the_published_gpu_rate_is_read_with_torchvisions_own_flop_count_of_resnet50():
+    # torchvision lists ResNet-50's forward pass as 4.089 G multiply-adds; a training step is a forward
+    # and a backward pass of twice its work, at 2 FLOPs per multiply-add: about 6x that.
+    macs = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["_ops"] * 1e9
+    assert gpu_budget.resnet50_training_flops() == pytest.approx(6 * macs, rel=0.02)
