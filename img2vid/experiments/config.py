@@ -147,9 +147,9 @@ class ExperimentConfig:
 _PRESETS: dict[str, dict[str, object]] = {
     # Chosen on the validation split (benchmarks/validation_sweep.py; docs/results.md quotes the sweeps).
     "digits": {},
-    "fashion-mnist": {"per_class": 50, "width": 16, "epochs": 40, "batch_size": 32, "warmup_epochs": 10,
+    "fashion-mnist": {"per_class": 50, "width": 16, "epochs": 30, "batch_size": 32, "lr": 0.1, "warmup_epochs": 10,
                       "search_epochs": 20},
-    "imagefolder": {"per_class": 50, "width": 16, "epochs": 40, "batch_size": 32, "warmup_epochs": 10,
+    "imagefolder": {"per_class": 50, "width": 16, "epochs": 30, "batch_size": 32, "lr": 0.1, "warmup_epochs": 10,
                     "search_epochs": 20},
 }
 
