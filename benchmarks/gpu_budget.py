@@ -136,9 +136,10 @@ def main() -> None:
     parser.add_argument("--min-run-time", type=float, default=2.0, help="seconds per timed step (default: 2)")
     args = parser.parse_args()
     if args.gpu_tflops is None:
-        args.gpu_tflops = A100_TF32_RESNET50_IMAGES_PER_S * resnet50_training_flops() / 1e12
+        resnet50 = resnet50_training_flops()
+        args.gpu_tflops = A100_TF32_RESNET50_IMAGES_PER_S * resnet50 / 1e12
         print(f"GPU: {args.gpu_tflops:.1f} TFLOP/s sustained, one A100's published TF32 ResNet-50 training rate "
-              f"({A100_TF32_RESNET50_IMAGES_PER_S} images/s x {resnet50_training_flops() / 1e9:.1f} GFLOP)")
+              f"({A100_TF32_RESNET50_IMAGES_PER_S} images/s x {resnet50 / 1e9:.1f} GFLOP)")
     config = preset("fashion-mnist", per_class=5400, val_per_class=600, network="resnet18", seeds=args.seeds,
                     warmup_epochs=args.warmup_epochs, search_epochs=args.search_epochs,
                     fine_tune_epochs=args.fine_tune_epochs)
@@ -157,7 +158,8 @@ def main() -> None:
         flops = total(costs, run, 0, train, val, test)
         if epochs <= 3 or flops <= budget:
             print(f"{epochs} epoch(s): {flops / 1e15:.1f} PFLOP = {flops / (args.gpu_tflops * 1e12) / 60:.1f} GPU-min "
-                  f"at {args.gpu_tflops:.3g} TFLOP/s; {total(costs, run, 1, train, val, test) / 3600:.1f} CPU-hours here")
+                  f"at {args.gpu_tflops:.3g} TFLOP/s; "
+                  f"{total(costs, run, 1, train, val, test) / 3600:.1f} CPU-hours here")
         if flops > budget:
             break
         fitting = epochs

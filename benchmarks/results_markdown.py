@@ -39,8 +39,8 @@ def render(result: dict) -> str:
         f"test images (read once, after all training); network `{config['network']}` (width {config['width']}, "
         f"depth {config.get('depth', 2)}), T = {config['T']}, {config['epochs']} epochs, lr {config['lr']}, batch "
         f"{config['batch_size']}, {config['seeds']} seeds, {config['search_seeds']} search seed(s). Commit "
-        f"`{machine.get('commit')}`, {machine.get('cpu') or machine['processor']}, {machine['cpu_count']} cores, {threads}, torch "
-        f"{machine['torch']}, device {machine['device']}; wall time {result['wall_s'] / 60:.1f} min.",
+        f"`{machine.get('commit')}`, {machine.get('cpu') or machine['processor']}, {machine['cpu_count']} cores, "
+        f"{threads}, torch {machine['torch']}, device {machine['device']}; wall time {result['wall_s'] / 60:.1f} min.",
         "",
         "| arm | test acc % (mean ± std) | Δ vs baseline, points [95 % CI] | verdict | wins "
         "| Δ vs baseline-xT (equal compute) [95 % CI] | verdict | wall s (all seeds) |",

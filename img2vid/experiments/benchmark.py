@@ -58,9 +58,9 @@ _SIMD = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sve", "SVE"
 def cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:
     """The CPU's model name and its widest vector extension, e.g. ``"AMD EPYC (AVX2)"``.
 
-    Read from ``/proc/cpuinfo`` (Linux); ``None`` where it cannot be read. The vector extension is what
-    sets a CPU's convolution throughput: the same 2-core run takes several times longer with AVX2 than
-    with AVX-512, so every timing on the results page names it.
+    Read from ``/proc/cpuinfo`` (Linux); ``None`` where it cannot be read. The CPU, its vector width
+    above all, sets a run's time more than its number of cores: the same 2-core benchmark took 2 to 4
+    times as long on one x86-64 machine as on another, so every timing on the results page names it.
     """
     try:
         lines = Path(cpuinfo).read_text().splitlines()
