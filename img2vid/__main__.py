@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="residual blocks of the small network (default: 2; receptive field 7, 13, 25, 49 px)")
     demo.add_argument("--workers", type=int, default=None,
                       help="worker processes running training runs side by side, sharing the torch threads (default "
-                      "1; 0: one per CPU core; the numbers do not depend on it)")
+                      "0: one per CPU core at one thread each on a CPU, 1 on a GPU; 1: every run in this process)")
     demo.add_argument("--epochs", type=int, default=None, help="training epochs of every arm (default: the preset's)")
     demo.add_argument("--batch-size", type=int, default=None, help="training batch size (default: the preset's)")
     demo.add_argument("--lr", type=float, default=None, help="SGD learning rate (default: the preset's)")

@@ -2,7 +2,8 @@
 
 Where a CPU has more cores than a small network keeps busy, several training runs side by side at a
 few threads each finish sooner than the same runs one after the other at all threads (on a 2-core
-machine they did not: two workers at one thread matched one process at two). :class:`Jobs` runs each
+AMD EPYC with AVX2, two workers at one thread trained 1.3 times as fast as one process at two; on
+another 2-core machine they were as fast). :class:`Jobs` runs each
 job as ``fn(*args)`` in one of ``workers`` processes (``spawn`` ed, each at ``threads`` intra-op
 threads), longest first, or here, one after the other, when ``workers`` is 1 (the same code path, e.g.
 on a GPU). A job seeds everything it draws, so its result does not depend on where or in which order

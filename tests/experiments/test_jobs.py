@@ -1,8 +1,11 @@
 """Jobs in worker processes or here: results, order, errors, and the automatic worker count."""
 
+import os
+
 import pytest
 import torch
 
+from img2vid.experiments import preset
 from img2vid.experiments.jobs import Jobs, worker_count
 
 
@@ -42,9 +45,16 @@ def test_worker_count():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert worker_count(3, cpu, jobs=10) == 3 and worker_count(2, cuda, jobs=10) == 2
     assert worker_count(0, cuda, jobs=10) == 1
-    assert 1 <= worker_count(0, cpu, jobs=10) <= 10 and worker_count(0, cpu, jobs=1) == 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert worker_count(0, cpu, jobs=10) == min(cores, 10) and worker_count(0, cpu, jobs=1) == 1
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="workers must be an integer >= 0"):
             worker_count(bad, cpu, jobs=1)
     with pytest.raises(ValueError, match="workers >= 1"):
         Jobs(0, 1)
+
+
+def test_presets_default_to_one_worker_per_core():
+    for dataset in ("digits", "fashion-mnist"):
+        assert preset(dataset).workers == 0 and preset(dataset, quick=True).workers == 0
+    assert preset("digits", workers=1).workers == 1
