@@ -46,8 +46,8 @@ def _parser() -> argparse.ArgumentParser:
         "das-tsm, autoaugment, randaugment, trivialaugment, random, fixed, baseline-xT, dilated, large-kernel) on "
         "every seed, then the test "
         "split once; prints the table with paired 95 percent intervals and writes JSON, CSV, a chart and pictures into "
-        "--out. Default: cluttered scikit-learn digits (offline; about 20 minutes on 2 CPU cores; --quick takes a few "
-        "minutes).",
+        "--out. Default: cluttered scikit-learn digits (offline; 20 to 30 minutes on 2 CPU cores, depending on the "
+        "CPU; --quick takes a few minutes).",
     )
     demo.add_argument("--dataset", choices=list(DATASETS), default="digits",
                       help="digits (default, offline), fashion-mnist, or imagefolder (--root DIR with train/, test/)")
