@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         "das-tsm, autoaugment, randaugment, trivialaugment, random, fixed, baseline-xT, dilated, large-kernel) on "
         "every seed, then the test "
         "split once; prints the table with paired 95 percent intervals and writes JSON, CSV, a chart and pictures into "
-        "--out. Default: cluttered scikit-learn digits (offline; 20 to 30 minutes on 2 CPU cores, depending on the "
+        "--out. Default: cluttered scikit-learn digits (offline; 17 to 30 minutes on 2 CPU cores, depending on the "
         "CPU; --quick takes a few minutes).",
     )
     demo.add_argument("--dataset", choices=list(DATASETS), default="digits",
